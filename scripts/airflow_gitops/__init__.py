@@ -1,0 +1,1 @@
+"""Offline tooling for the Airflow GitOps repository: render, validate and diff what Flux applies."""

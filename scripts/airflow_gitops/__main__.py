@@ -1,0 +1,3 @@
+from airflow_gitops.cli import main
+
+raise SystemExit(main())

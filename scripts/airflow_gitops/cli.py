@@ -1,0 +1,43 @@
+"""Command-line entry point. Each subcommand lives in its own module with `configure(parser)` and `run(args)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Imported lazily so that `render` does not pay for importing Airflow, and `dev` not for the Helm SDK.
+SUBCOMMANDS = {
+    "render": "Every object Flux would apply for a cluster, chart objects included.",
+    "values": "The composed values a HelmRelease's chart receives.",
+    "validate": "Schemas and policies for one cluster or all; every error at once.",
+    "diff": "Unified diff of a cluster's rendered objects between a git ref and the working tree.",
+    "bench": "Timings of render/validate, DAG parse times and the push-to-live latencies the manifests imply.",
+    "dev": "Run Airflow 3.3 locally on dags/ (LocalExecutor) at http://localhost:8080.",
+    "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in SUBCOMMANDS.items():
+        module = importlib.import_module(f"airflow_gitops.commands.{name}")
+        sub = subparsers.add_parser(name, help=summary, description=summary)
+        module.configure(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
