@@ -1,0 +1,36 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from airflow_gitops.flux import cluster_names
+from airflow_gitops.model import Resource
+from airflow_gitops.settings import Settings, add_common_options
+
+
+def add_cluster_argument(parser, allow_all: bool = False) -> None:
+    parser.add_argument("cluster", help="cluster folder under clusters/" + (", or `all`" if allow_all else ""))
+    add_common_options(parser)
+
+
+def clusters_of(settings: Settings, name: str) -> list[str]:
+    return cluster_names(settings.repo) if name == "all" else [name]
+
+
+def sort_key(resource: Resource) -> tuple[str, str, str, str]:
+    return (resource.api_version, resource.kind, resource.namespace, resource.name)
+
+
+def dump_stream(resources: list[Resource], with_sources: bool = True) -> str:
+    parts = []
+    for r in resources:
+        header = f"# Source: {r.location}\n# Applied by: {r.applied_by}\n" if with_sources else ""
+        parts.append(header + yaml.safe_dump(r.obj, sort_keys=False, width=1_000_000))
+    return "---\n".join(parts)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,0 +1,86 @@
+"""`diff <cluster> --base <ref>`: what a change does to the rendered cluster; exit 1 when anything differs."""
+
+from __future__ import annotations
+
+import difflib
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from airflow_gitops.commands._common import add_cluster_argument, warn
+from airflow_gitops.flux import render_cluster
+from airflow_gitops.model import RenderError, Resource
+from airflow_gitops.settings import Settings
+
+MASK = "**masked**"
+
+
+def configure(parser) -> None:
+    add_cluster_argument(parser)
+    parser.add_argument("--base", required=True, help="git ref to compare the working tree with, e.g. origin/main")
+
+
+def rendered_objects(settings: Settings, cluster: str) -> dict[str, str]:
+    state = render_cluster(settings, cluster)
+    for release in state.releases:
+        if release.unrendered_reason:
+            warn(f"NOT RENDERED in {settings.repo.name}: {release.helmrelease.ref}: {release.unrendered_reason}")
+    return {key(r): yaml.safe_dump(masked(r.obj), sort_keys=True, width=1_000_000) for r in state.all_resources}
+
+
+def key(r: Resource) -> str:
+    return f"{r.kind}/{r.namespace + '/' if r.namespace else ''}{r.name}"
+
+
+def masked(obj: dict) -> dict:
+    """Secret values never reach a pull-request comment."""
+    if obj.get("kind") != "Secret":
+        return obj
+    copy = dict(obj)
+    for field in ("data", "stringData"):
+        if isinstance(copy.get(field), dict):
+            copy[field] = {k: MASK for k in copy[field]}
+    return copy
+
+
+def checkout(repo: Path, ref: str, into: Path) -> None:
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=repo, capture_output=True)
+    if archive.returncode != 0:
+        raise RenderError(f"git archive {ref}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def unified(base: dict[str, str], head: dict[str, str], ref: str) -> list[str]:
+    lines: list[str] = []
+    for name in sorted(set(base) | set(head)):
+        old, new = base.get(name, ""), head.get(name, "")
+        if old == new:
+            continue
+        lines.extend(difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True),
+            fromfile=f"{ref}/{name}" if old else "/dev/null", tofile=f"working-tree/{name}" if new else "/dev/null"))
+    return lines
+
+
+def run(args) -> int:
+    settings = Settings.from_args(args)
+    try:
+        head = rendered_objects(settings, args.cluster)
+        with tempfile.TemporaryDirectory(prefix="airflow-gitops-base-") as tmp:
+            checkout(settings.repo, args.base, Path(tmp))
+            base_settings = Settings(Path(tmp), settings.schemas_dir, settings.local_charts, settings.cache_dir)
+            base = rendered_objects(base_settings, args.cluster)
+    except RenderError as error:
+        warn(f"error: {error}")
+        return 2
+    lines = unified(base, head, args.base)
+    sys.stdout.writelines(lines)
+    changed = sum(1 for line in lines if line.startswith("+++ "))
+    warn(f"{args.cluster}: {changed} object(s) differ from {args.base}")
+    return 1 if lines else 0

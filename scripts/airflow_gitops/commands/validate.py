@@ -1,0 +1,41 @@
+"""`validate <cluster|all>`: schemas and policies on the Flux objects and every rendered chart object."""
+
+from __future__ import annotations
+
+import sys
+
+from airflow_gitops.commands._common import add_cluster_argument, clusters_of
+from airflow_gitops.model import RenderError
+from airflow_gitops.settings import Settings
+from airflow_gitops.sources import SourceIndex
+from airflow_gitops.validation import validate_cluster
+
+
+def configure(parser) -> None:
+    add_cluster_argument(parser, allow_all=True)
+    parser.add_argument("--require-charts", action="store_true",
+                        help="a HelmRelease whose chart cannot be had is an error (use where the network is)")
+
+
+def run(args) -> int:
+    settings = Settings.from_args(args)
+    index = SourceIndex(settings.repo)
+    failed = False
+    for cluster in clusters_of(settings, args.cluster):
+        try:
+            report = validate_cluster(settings, cluster, index=index, require_charts=args.require_charts)
+        except RenderError as error:
+            print(f"{cluster}: error: {error}")
+            failed = True
+            continue
+        for finding in sorted(report.findings, key=lambda f: (f.severity != "error", f.file, f.object, f.field)):
+            print(f"{cluster}: {finding}")
+        for note in report.state.notes:
+            print(f"{cluster}: note: {note}", file=sys.stderr)
+        for line in report.unrendered:
+            print(f"{cluster}: NOT RENDERED (its objects are not validated): {line}")
+        errors, unvalidated = len(report.errors), len(report.unvalidated)
+        print(f"{cluster}: {report.objects_checked} objects checked, {errors} error(s), "
+              f"{unvalidated} unvalidated, {len(report.unrendered)} release(s) not rendered")
+        failed |= errors > 0
+    return 1 if failed else 0

@@ -1,0 +1,168 @@
+"""Follows a cluster's Flux Kustomizations from clusters/<cluster> the way Flux applies them."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_gitops import kustomize
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, RenderError, Resource, object_ref
+from airflow_gitops.settings import Settings
+from airflow_gitops.sources import SourceIndex
+
+KUSTOMIZATION_API = "kustomize.toolkit.fluxcd.io"
+BOOTSTRAP_SOURCE = "flux-system"
+
+
+@dataclass
+class ClusterState:
+    name: str
+    # Objects from Git, in the order Flux applies them (Kustomization by Kustomization).
+    resources: list[Resource] = field(default_factory=list)
+    releases: list[ReleaseRender] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    # Notes for the user that are not errors, e.g. an optional substituteFrom that is absent offline.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def all_resources(self) -> list[Resource]:
+        chart_objects = [obj for release in self.releases for obj in release.objects]
+        return [*self.resources, *chart_objects]
+
+    def find(self, kind: str, name: str, namespace: str | None = None) -> Resource | None:
+        for resource in self.resources:
+            if resource.kind == kind and resource.name == name and (
+                namespace is None or resource.namespace == namespace
+            ):
+                return resource
+        return None
+
+
+def cluster_names(repo: Path) -> list[str]:
+    return sorted(p.name for p in (repo / "clusters").iterdir() if p.is_dir())
+
+
+def render_cluster(settings: Settings, cluster: str, charts: bool = True, index: SourceIndex | None = None) -> ClusterState:
+    """Every object Flux applies for clusters/<cluster>; with `charts`, each HelmRelease's chart objects too."""
+    repo = settings.repo
+    root = repo / "clusters" / cluster
+    if not root.is_dir():
+        known = ", ".join(cluster_names(repo))
+        raise RenderError(f"no cluster folder clusters/{cluster} (clusters: {known})")
+    index = index or SourceIndex(repo)
+    state = ClusterState(cluster)
+    state.findings.extend(f for f in index.yaml_errors)
+
+    # The bootstrap Kustomization (gotk-sync.yaml) applies clusters/<cluster> with no post-build step.
+    root_applier = f"Kustomization flux-system/{BOOTSTRAP_SOURCE}"
+    try:
+        root_objects = kustomize.build(root)
+    except RenderError as error:
+        error.file = error.file or f"clusters/{cluster}"
+        error.object = error.object or root_applier
+        state.findings.append(error.as_finding("build"))
+        return state
+    for obj in root_objects:
+        state.resources.append(Resource(obj, index.file_of(obj, f"clusters/{cluster}"), root_applier))
+
+    pending = [r for r in state.resources if _is_kustomization(r.obj)]
+    applied: set[str] = set()
+    while pending:
+        ready = [k for k in pending if all(dep in applied for dep in _depends_on(k.obj))]
+        if not ready:
+            for k in pending:
+                missing = [d for d in _depends_on(k.obj) if d not in applied]
+                state.findings.append(Finding(ERROR, k.source_file, k.ref, "spec.dependsOn",
+                                              f"depends on {', '.join(missing)}, which no Kustomization here "
+                                              "provides (or the chain is circular)", "dependsOn"))
+            break
+        for ks in ready:
+            pending.remove(ks)
+            applied.add(f"{ks.namespace or 'flux-system'}/{ks.name}")
+            new = _apply_kustomization(settings, index, state, ks)
+            pending.extend(r for r in new if _is_kustomization(r.obj))
+
+    if charts:
+        from airflow_gitops import helmrelease
+
+        state.releases = helmrelease.render_releases(settings, index, state)
+    return state
+
+
+def _is_kustomization(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == "Kustomization" and str(obj.get("apiVersion", "")).startswith(KUSTOMIZATION_API)
+
+
+def _depends_on(obj: dict[str, Any]) -> list[str]:
+    namespace = (obj.get("metadata") or {}).get("namespace") or "flux-system"
+    return [f"{d.get('namespace') or namespace}/{d['name']}" for d in (obj.get("spec") or {}).get("dependsOn") or []]
+
+
+def _apply_kustomization(settings: Settings, index: SourceIndex, state: ClusterState, ks: Resource) -> list[Resource]:
+    spec = ks.obj.get("spec") or {}
+    source = spec.get("sourceRef") or {}
+    if source.get("kind") != "GitRepository" or source.get("name") != BOOTSTRAP_SOURCE:
+        state.findings.append(Finding(WARNING, ks.source_file, ks.ref, "spec.sourceRef",
+                                      f"source {source.get('kind')}/{source.get('name')} is not this repository; "
+                                      "its objects are not rendered", "render"))
+        return []
+    raw_path = str(spec.get("path") or "./")
+    path = (settings.repo / raw_path).resolve()
+    if not path.is_dir() or settings.repo.resolve() not in (path, *path.parents):
+        state.findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.path",
+                                      f"path {raw_path!r} is not a folder of this repository", "build"))
+        return []
+    rel_path = settings.rel(path)
+    try:
+        objects = kustomize.build(path, spec)
+    except RenderError as error:
+        state.findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.path",
+                                      f"kustomize build {rel_path} failed: {error}", "build"))
+        return []
+
+    post_build = spec.get("postBuild") or {}
+    if post_build:
+        variables = _variables(state, ks, post_build)
+        objects, findings = kustomize.substitute(objects, variables, lambda o: index.file_of(o, rel_path))
+        state.findings.extend(findings)
+        state.variables.update(variables)
+
+    applier = f"Kustomization {ks.namespace or 'flux-system'}/{ks.name}"
+    added = [Resource(obj, index.file_of(obj, rel_path), applier) for obj in objects]
+    state.resources.extend(added)
+    return added
+
+
+def _variables(state: ClusterState, ks: Resource, post_build: dict[str, Any]) -> dict[str, str]:
+    """substituteFrom in order (later wins), then inline substitute over all of them, as kustomize-controller does."""
+    variables: dict[str, str] = {}
+    namespace = ks.namespace or "flux-system"
+    for position, ref in enumerate(post_build.get("substituteFrom") or []):
+        kind, name = ref.get("kind"), ref.get("name")
+        found = state.find(kind, name, namespace)
+        where = f"spec.postBuild.substituteFrom[{position}]"
+        if found is None:
+            if ref.get("optional"):
+                state.notes.append(f"{ks.ref}: optional {kind} {namespace}/{name} is not in Git "
+                                   "(made on the cluster); rendered without it")
+                continue
+            state.findings.append(Finding(ERROR, ks.source_file, ks.ref, where,
+                                          f"{kind} {namespace}/{name} is not applied by this cluster before "
+                                          f"{ks.name} (Flux would fail: not found)", "substitution"))
+            continue
+        data = dict(found.obj.get("data") or {})
+        if kind == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+            data.update(found.obj.get("stringData") or {})
+        for key, value in data.items():
+            if not kustomize.VARIABLE_NAME.match(key):
+                state.findings.append(Finding(ERROR, found.source_file, object_ref(found.obj), f"data.{key}",
+                                              "not a valid variable name for Flux substitution", "substitution"))
+                continue
+            variables[key] = str(value)
+    for key, value in (post_build.get("substitute") or {}).items():
+        variables[key] = str(value)
+    return variables

@@ -1,0 +1,115 @@
+"""Objects as Flux would apply them, and findings that name the file, the object and the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR = "error"
+# A CRD whose schema is not available: never reported as valid.
+UNVALIDATED = "unvalidated"
+WARNING = "warning"
+
+
+@dataclass
+class Resource:
+    """One object Flux applies: from Git through a Kustomization, or rendered from a chart."""
+
+    obj: dict[str, Any]
+    source_file: str
+    # "Kustomization flux-system/apps", or "HelmRelease airflow/airflow" for chart objects.
+    applied_by: str
+    # Chart template path for chart objects, e.g. "airflow/templates/scheduler/scheduler-deployment.yaml".
+    template: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    @property
+    def api_version(self) -> str:
+        return str(self.obj.get("apiVersion", ""))
+
+    @property
+    def name(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("namespace") or "")
+
+    @property
+    def ref(self) -> str:
+        return object_ref(self.obj)
+
+    @property
+    def location(self) -> str:
+        return f"{self.source_file} ({self.template})" if self.template else self.source_file
+
+
+def object_ref(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    name = meta.get("name", "?")
+    return f"{obj.get('kind', '?')} {namespace}/{name}" if namespace else f"{obj.get('kind', '?')} {name}"
+
+
+def field_path(parts: list[Any] | tuple[Any, ...]) -> str:
+    """`["spec", "containers", 0, "image"]` -> `spec.containers[0].image`."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(root)"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    file: str
+    object: str
+    field: str
+    message: str
+    check: str = ""
+
+    def __str__(self) -> str:
+        tag = "" if self.severity == ERROR else f"[{self.severity}] "
+        return f"{tag}{self.file}: {self.object}: {self.field}: {self.message}"
+
+
+@dataclass
+class RenderError(Exception):
+    """Rendering cannot go on; the message names the file and object."""
+
+    message: str
+    file: str = ""
+    object: str = ""
+    field: str = ""
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.file, self.object, self.field) if part)
+        return f"{where}: {self.message}" if where else self.message
+
+    def as_finding(self, check: str = "render") -> Finding:
+        return Finding(ERROR, self.file or "?", self.object or "?", self.field or "(root)", self.message, check)
+
+
+@dataclass
+class ReleaseRender:
+    """A HelmRelease with the values helm-controller composes, and its chart's objects when a chart is at hand."""
+
+    helmrelease: Resource
+    release_name: str
+    namespace: str
+    chart_name: str
+    chart_version: str
+    values: dict[str, Any]
+    # Values files (repository paths) behind the valuesFrom ConfigMaps, in merge order.
+    values_files: list[str] = field(default_factory=list)
+    objects: list[Resource] = field(default_factory=list)
+    # Why the chart's objects are missing, when they are.
+    unrendered_reason: str | None = None
+    chart_values_keys: set[str] | None = None
+    chart_schema: dict[str, Any] | None = None

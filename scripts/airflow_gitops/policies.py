@@ -1,0 +1,252 @@
+"""The repository's own rules, on top of schemas. Each check returns findings; none stops at the first."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path
+
+EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")
+POD_TEMPLATE_KEY = "pod_template_file.yaml"
+# Chart values that would put a secret in Git; each has a *SecretName/secret alternative.
+SECRET_VALUES = [
+    ("fernetKey",), ("webserverSecretKey",), ("apiSecretKey",), ("jwtSecret",),
+    ("data", "metadataConnection", "pass"), ("data", "resultBackendConnection", "pass"),
+    ("dags", "gitSync", "sshKey"), ("createUserJob", "defaultUser", "password"),
+    ("webserver", "defaultUser", "password"), ("registry", "connection", "pass"), ("redis", "password"),
+]
+
+
+@dataclass
+class PolicyConfig:
+    airflow_release: str = "airflow"
+    require_resource_requests: list[str] = field(default_factory=list)
+    airflow_version: str | None = None
+
+    @classmethod
+    def load(cls, repo: Path) -> PolicyConfig:
+        pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
+        options = (pyproject.get("tool") or {}).get("airflow-gitops", {}).get("policies", {})
+        pinned = next((d.split("==", 1)[1] for d in pyproject.get("project", {}).get("dependencies", [])
+                       if d.replace(" ", "").startswith("apache-airflow==")), None)
+        return cls(
+            airflow_release=options.get("airflow-release", "airflow"),
+            require_resource_requests=list(options.get("require-resource-requests", [])),
+            airflow_version=pinned,
+        )
+
+
+def finding(resource: Resource, path: list[Any] | str, message: str, check: str) -> Finding:
+    where = path if isinstance(path, str) else field_path(path)
+    return Finding(ERROR, resource.location, resource.ref, where, message, check)
+
+
+# --- chart versions ---------------------------------------------------------------------------------
+
+def exact_chart_versions(resources: list[Resource]) -> list[Finding]:
+    findings = []
+    for r in resources:
+        spec = r.obj.get("spec") or {}
+        if r.kind == "HelmRelease" and "chart" in spec:
+            version = str(((spec.get("chart") or {}).get("spec") or {}).get("version") or "")
+            path = ["spec", "chart", "spec", "version"]
+        elif r.kind == "HelmChart":
+            version, path = str(spec.get("version") or ""), ["spec", "version"]
+        else:
+            continue
+        if not EXACT_VERSION.match(version):
+            shown = repr(version) if version else "no version (Flux installs the newest)"
+            findings.append(finding(r, path, f"{shown} is not an exact chart version: a range makes a revert "
+                                             "no downgrade; pin e.g. \"1.22.0\"", "exact-chart-version"))
+    return findings
+
+
+# --- images -----------------------------------------------------------------------------------------
+
+def pod_specs(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """(path, pod spec) of every pod an object makes."""
+    obj, kind = resource.obj, resource.kind
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        yield ["spec"], spec
+    elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        yield ["spec", "template", "spec"], ((spec.get("template") or {}).get("spec") or {})
+    elif kind == "CronJob":
+        job = ((spec.get("jobTemplate") or {}).get("spec") or {})
+        yield ["spec", "jobTemplate", "spec", "template", "spec"], ((job.get("template") or {}).get("spec") or {})
+
+
+def containers(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    for path, spec in pod_specs(resource):
+        for key in ("initContainers", "containers"):
+            for index, container in enumerate(spec.get(key) or []):
+                yield [*path, key, index], container
+
+
+def pod_template_resources(resources: list[Resource]) -> list[Resource]:
+    """The KubernetesExecutor's worker pod template, kept in the chart's `<release>-config` ConfigMap."""
+    found = []
+    for r in resources:
+        if r.kind == "ConfigMap" and POD_TEMPLATE_KEY in (r.obj.get("data") or {}):
+            pod = yaml.safe_load(r.obj["data"][POD_TEMPLATE_KEY])
+            if isinstance(pod, dict):
+                found.append(Resource(pod, r.source_file, r.applied_by,
+                                      f"{r.template} data.{POD_TEMPLATE_KEY}" if r.template else None))
+    return found
+
+
+def image_problem(image: str) -> str | None:
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag: it means :latest, which a revert cannot roll back"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"image {image!r} uses :latest, which a revert cannot roll back"
+    return None
+
+
+def image_tags(resources: list[Resource]) -> list[Finding]:
+    findings = []
+    for r in resources:
+        for path, container in containers(r):
+            problem = image_problem(str(container.get("image") or ""))
+            if problem:
+                findings.append(finding(r, [*path, "image"], problem, "image-tag"))
+        if r.kind == "Cluster" and r.api_version.startswith("postgresql.cnpg.io/"):
+            image = (r.obj.get("spec") or {}).get("imageName")
+            problem = image_problem(str(image)) if image else None
+            if problem:
+                findings.append(finding(r, ["spec", "imageName"], problem, "image-tag"))
+    return findings
+
+
+# --- secrets ----------------------------------------------------------------------------------------
+
+def plaintext_secrets(git_resources: list[Resource]) -> list[Finding]:
+    """A Secret from Git must be SOPS-encrypted (a top-level `sops:` block); otherwise use an ExternalSecret."""
+    return [
+        finding(r, "data" if "data" in r.obj else "stringData",
+                "plaintext Secret in Git: encrypt it with SOPS or make it an ExternalSecret", "plaintext-secret")
+        for r in git_resources
+        if r.kind == "Secret" and r.api_version == "v1" and "sops" not in r.obj
+    ]
+
+
+def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
+    findings = []
+    for path in SECRET_VALUES:
+        node: Any = release.values
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node not in (None, ""):
+            findings.append(Finding(ERROR, values_file_of(list(path)), f"values of {release.helmrelease.ref}",
+                                    ".".join(path), "a secret in plain values: name a Secret instead "
+                                    "(e.g. fernetKeySecretName, dags.gitSync.sshKeySecret)", "plaintext-secret"))
+    for path, text in _strings(release.values, []):
+        if CREDENTIALS_IN_URL.search(text):
+            findings.append(Finding(ERROR, values_file_of(path), f"values of {release.helmrelease.ref}",
+                                    field_path(path), "a URL with a password in plain values: take it from a "
+                                    "Secret (chart value `secret:` or `extraEnvFrom`)", "plaintext-secret"))
+    return findings
+
+
+def _strings(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], str]]:
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _strings(value, [*path, index])
+
+
+# --- the Airflow release contract -------------------------------------------------------------------
+
+def _get(values: dict[str, Any], dotted: str) -> Any:
+    node: Any = values
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def airflow_contract(release: ReleaseRender, config: PolicyConfig, values_file_of) -> list[Finding]:
+    values = release.values
+    expected: list[tuple[str, Any, str]] = [
+        ("executor", "KubernetesExecutor", "tasks run as pods; no Celery"),
+        ("dags.gitSync.enabled", True, "DAGs reach the pods through git-sync"),
+        ("dags.gitSync.subPath", "dags", "only dags/ is on the DAG path"),
+        ("migrateDatabaseJob.useHelmHooks", False, "hooks never run under Flux; pods would wait forever"),
+        ("migrateDatabaseJob.applyCustomEnv", False, "the chart's documented setting for Flux/Argo CD"),
+        ("createUserJob.useHelmHooks", False, "hooks never run under Flux"),
+        ("createUserJob.applyCustomEnv", False, "the chart's documented setting for Flux/Argo CD"),
+        ("postgresql.enabled", False, "the metadata DB is managed outside the chart"),
+        ("redis.enabled", False, "nothing Celery-related may render"),
+    ]
+    if config.airflow_version:
+        expected += [
+            ("airflowVersion", config.airflow_version, "the Airflow the tests install (pyproject.toml)"),
+            ("defaultAirflowTag", config.airflow_version, "the Airflow the tests install (pyproject.toml)"),
+        ]
+    named = [
+        ("data.metadataSecretName", "the DB connection Secret made outside the chart"),
+        ("fernetKeySecretName", "the chart's fernet Secret is a pre-install-only hook"),
+        ("apiSecretKeySecretName", "otherwise regenerated on every render"),
+        ("jwtSecretName", "otherwise regenerated on every render"),
+        ("dags.gitSync.repo", "git-sync needs this repository's URL"),
+        ("dags.gitSync.branch", "git-sync follows the branch Flux follows"),
+    ]
+    findings = []
+    for dotted, want, why in expected:
+        got = _get(values, dotted)
+        if got != want:
+            findings.append(Finding(ERROR, values_file_of(dotted.split(".")), f"values of {release.helmrelease.ref}",
+                                    dotted, f"must be {want!r} ({why}); got {got!r}", "airflow-contract"))
+    for dotted, why in named:
+        if not _get(values, dotted):
+            findings.append(Finding(ERROR, values_file_of(dotted.split(".")), f"values of {release.helmrelease.ref}",
+                                    dotted, f"must be set ({why})", "airflow-contract"))
+    forbidden = re.compile(r"(^|-)(redis|flower|worker)(-|$)")
+    for r in release.objects:
+        if r.kind in ("Deployment", "StatefulSet", "Service") and forbidden.search(r.name):
+            findings.append(finding(r, "metadata.name", "Celery/Redis object rendered with the KubernetesExecutor",
+                                    "airflow-contract"))
+    return findings
+
+
+# --- resources --------------------------------------------------------------------------------------
+
+def resource_requests(resources: list[Resource]) -> list[Finding]:
+    findings = []
+    for r in resources:
+        for path, container in containers(r):
+            requests = (container.get("resources") or {}).get("requests") or {}
+            missing = [k for k in ("cpu", "memory") if k not in requests]
+            if missing:
+                findings.append(finding(r, [*path, "resources", "requests"],
+                                        f"container {container.get('name')!r} requests no {' or '.join(missing)}",
+                                        "resource-requests"))
+    return findings
+
+
+# --- cluster folders --------------------------------------------------------------------------------
+
+def cluster_folder(root_resources: list[Resource]) -> list[Finding]:
+    """clusters/<cluster>/ holds Flux Kustomizations and the cluster-vars ConfigMap they substitute from."""
+    return [
+        finding(r, "kind", "clusters/<cluster>/ holds only Flux Kustomizations and the cluster-vars ConfigMap; "
+                           "put this object under infrastructure/ or apps/", "cluster-folder")
+        for r in root_resources
+        if "/flux-system/" not in r.source_file
+        and not (r.kind == "Kustomization" and r.api_version.startswith("kustomize.toolkit.fluxcd.io/"))
+        and not (r.kind == "ConfigMap" and r.name == "cluster-vars")
+    ]

@@ -1,0 +1,87 @@
+"""Where things are: the repository, the schemas, local charts and the cache. Options beat environment variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMAS_ENV = "AIRFLOW_GITOPS_SCHEMAS"
+CHARTS_ENV = "AIRFLOW_GITOPS_CHARTS"
+CACHE_ENV = "AIRFLOW_GITOPS_CACHE"
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "clusters").is_dir() and (candidate / "pyproject.toml").is_file():
+            return candidate
+    raise SystemExit(f"no repository with clusters/ and pyproject.toml at or above {here}")
+
+
+def parse_chart_overrides(text: str) -> dict[str, Path]:
+    """`airflow=/path/to/chart,cloudnative-pg=/x.tgz` -> {name: path}."""
+    overrides: dict[str, Path] = {}
+    for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"{CHARTS_ENV} / --chart: expected NAME=PATH, got {item!r}")
+        overrides[name.strip()] = Path(path.strip()).expanduser().resolve()
+    return overrides
+
+
+@dataclass
+class Settings:
+    repo: Path
+    schemas_dir: Path | None = None
+    local_charts: dict[str, Path] = field(default_factory=dict)
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+
+    @classmethod
+    def from_args(cls, args) -> Settings:
+        repo = Path(getattr(args, "repo", None) or find_repo_root()).resolve()
+        schemas = getattr(args, "schemas", None) or os.environ.get(SCHEMAS_ENV)
+        charts = parse_chart_overrides(os.environ.get(CHARTS_ENV, ""))
+        for item in getattr(args, "chart", None) or []:
+            charts.update(parse_chart_overrides(item))
+        cache = getattr(args, "cache_dir", None) or os.environ.get(CACHE_ENV)
+        return cls(
+            repo=repo,
+            schemas_dir=Path(schemas).expanduser().resolve() if schemas else None,
+            local_charts=charts,
+            cache_dir=Path(cache).expanduser().resolve() if cache else default_cache_dir(),
+        )
+
+    def rel(self, path: Path | str) -> str:
+        """A path as the user sees it in the repository."""
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.repo))
+        except ValueError:
+            return str(path)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "airflow-gitops"
+
+
+def add_common_options(parser) -> None:
+    parser.add_argument("--repo", help="repository root (default: found from the current directory)")
+    parser.add_argument(
+        "--schemas",
+        help=f"folder with airflow-chart-*/values.schema.json and CRD folders (env {SCHEMAS_ENV}; "
+        "default: fetched into the cache on a networked machine)",
+    )
+    parser.add_argument(
+        "--chart",
+        action="append",
+        metavar="NAME=PATH",
+        help=f"render chart NAME from a local folder or .tgz instead of its repository (env {CHARTS_ENV})",
+    )
+    parser.add_argument("--cache-dir", help=f"chart and schema cache (env {CACHE_ENV})")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout

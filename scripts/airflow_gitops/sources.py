@@ -1,0 +1,82 @@
+"""Which repository file an applied object comes from, so that every finding can name it."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_gitops.model import ERROR, Finding
+
+MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
+VALUES_ROOTS = ("charts-values",)
+# kustomize's generator suffix: "-" and ten characters of the hash alphabet.
+HASH_SUFFIX = re.compile(r"-[bcdfghkmt2-9]{10}$")
+
+
+class SourceIndex:
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self._by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
+        # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
+        self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+        self.yaml_errors: list[Finding] = []
+        for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
+            for file in sorted((repo / root).rglob("*")):
+                if file.suffix in (".yaml", ".yml") and file.is_file():
+                    self._index(file)
+
+    def _index(self, file: Path) -> None:
+        rel = str(file.relative_to(self.repo))
+        try:
+            docs = [doc for doc in yaml.safe_load_all(file.read_text()) if doc is not None]
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+            problem = getattr(error, "problem", None) or str(error)
+            self.yaml_errors.append(Finding(ERROR, rel, "(YAML)", where, f"broken YAML: {problem}", "yaml"))
+            return
+        if rel.startswith(VALUES_ROOTS):
+            return
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            if file.name.startswith("kustomization."):
+                self._index_generators(file, rel, doc)
+                continue
+            name = (doc.get("metadata") or {}).get("name")
+            if doc.get("kind") and name:
+                self._by_name[(str(doc["kind"]), str(name))].append(rel)
+
+    def _index_generators(self, file: Path, rel: str, doc: dict[str, Any]) -> None:
+        for generator in (doc.get("configMapGenerator") or []) + (doc.get("secretGenerator") or []):
+            inputs = []
+            for entry in generator.get("files") or []:
+                source = str(entry).split("=", 1)[-1]
+                inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
+            self.generators[str(generator.get("name"))].append((rel, inputs))
+
+    def file_of(self, obj: dict[str, Any], under: str | None = None) -> str:
+        kind = str(obj.get("kind", ""))
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        candidates = self._by_name.get((kind, name), [])
+        if not candidates:
+            generated = self.generators.get(HASH_SUFFIX.sub("", name), [])
+            candidates = [kustomization for kustomization, _ in generated]
+        if not candidates:
+            return under or "?"
+        if under:
+            inside = [c for c in candidates if c.startswith(under.rstrip("/") + "/")]
+            if inside:
+                return inside[0]
+        return candidates[0]
+
+    def generator_inputs(self, configmap_name: str, under: str | None = None) -> list[str]:
+        generated = self.generators.get(HASH_SUFFIX.sub("", configmap_name), [])
+        if under:
+            inside = [g for g in generated if g[0].startswith(under.rstrip("/") + "/")]
+            generated = inside or generated
+        return generated[0][1] if generated else []
