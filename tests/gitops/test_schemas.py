@@ -1,0 +1,90 @@
+"""Every object validates: Kubernetes schemas, Flux 2.9 and operator CRDs, the chart's values schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_gitops import schemas
+from airflow_gitops.model import ERROR, UNVALIDATED, Resource
+from airflow_gitops.validation import validate_cluster
+from tests.conftest import make_settings, schemas_dir
+
+
+@pytest.fixture(scope="module")
+def crds():
+    folder = schemas_dir()
+    if folder is None:
+        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
+    return schemas.crd_schemas(folder)
+
+
+@pytest.fixture(scope="module")
+def kube():
+    return schemas.kubernetes_schemas("1.35")
+
+
+def _resource(obj):
+    return Resource(obj, "some/file.yaml", "test")
+
+
+def test_the_repository_validates_without_errors(cluster, crds):
+    report = validate_cluster(make_settings(), cluster)
+    assert [str(f) for f in report.errors] == []
+
+
+def test_flux_objects_are_checked_against_the_flux_crds(cluster, crds, kube):
+    from tests.conftest import render
+
+    flux = [r for r in render(cluster).resources if ".toolkit.fluxcd.io/" in r.api_version]
+    assert flux, "the cluster has Flux objects"
+    for resource in flux:
+        group, version = resource.api_version.split("/")
+        assert (group, version, resource.kind) in crds.versions, resource.ref
+        assert schemas.validate_resource(resource, kube, crds) == []
+
+
+def test_an_old_flux_api_version_is_an_error_that_names_the_served_one(crds, kube):
+    findings = schemas.validate_resource(_resource(
+        {"apiVersion": "helm.toolkit.fluxcd.io/v2beta1", "kind": "HelmRelease", "metadata": {"name": "x"}}),
+        kube, crds)
+    assert [(f.severity, f.file, f.field) for f in findings] == [(ERROR, "some/file.yaml", "apiVersion")]
+    assert "helm.toolkit.fluxcd.io/v2" in findings[0].message
+
+
+def test_a_misspelled_crd_field_is_an_error_at_its_path(crds, kube):
+    findings = schemas.validate_resource(_resource({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "x", "namespace": "flux-system"}, "spec": {"url": "https://x", "intervall": "1h"}}),
+        kube, crds)
+    assert [f.field for f in findings] == ["spec"]
+    assert "intervall" in findings[0].message
+
+
+def test_every_error_is_reported_not_just_the_first(crds, kube):
+    findings = schemas.validate_resource(_resource({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+        "spec": {"replicas": "two", "selector": {}, "template": {"spec": {"containers": [{"image": 1}]}}}}),
+        kube, crds)
+    fields = {f.field for f in findings}
+    assert "spec.replicas" in fields and "spec.template.spec.containers[0].image" in fields
+
+
+def test_a_crd_without_a_schema_is_unvalidated_never_valid(crds, kube):
+    findings = schemas.validate_resource(_resource(
+        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "x"}}), kube, crds)
+    assert [f.severity for f in findings] == [UNVALIDATED]
+    assert "NodePool.karpenter.sh" in findings[0].message
+
+
+def test_a_removed_kubernetes_api_is_an_error(crds, kube):
+    findings = schemas.validate_resource(_resource(
+        {"apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicy", "metadata": {"name": "x"}}), kube, crds)
+    assert [f.severity for f in findings] == [ERROR]
+
+
+def test_composed_airflow_values_pass_the_chart_values_schema(cluster, crds):
+    from tests.conftest import REPO, airflow_release
+
+    release = airflow_release(cluster)
+    assert schemas.values_schema_files(schemas_dir()), "the values schema is in the schema folder"
+    assert schemas.validate_values(release, schemas_dir(), REPO) == []
