@@ -215,11 +215,17 @@ def airflow_contract(release: ReleaseRender, config: PolicyConfig, values_file_o
         if not _get(values, dotted):
             findings.append(Finding(ERROR, values_file_of(dotted.split(".")), f"values of {release.helmrelease.ref}",
                                     dotted, f"must be set ({why})", "airflow-contract"))
-    forbidden = re.compile(r"(^|-)(redis|flower|worker)(-|$)")
+    ref = _get(values, "dags.gitSync.ref")
+    if ref != _get(values, "dags.gitSync.branch"):
+        findings.append(Finding(ERROR, values_file_of(["dags", "gitSync", "ref"]), f"values of {release.helmrelease.ref}",
+                                "dags.gitSync.ref", f"must equal dags.gitSync.branch (git-sync v4 checks out ref); "
+                                f"got {ref!r}", "airflow-contract"))
     for r in release.objects:
-        if r.kind in ("Deployment", "StatefulSet", "Service") and forbidden.search(r.name):
-            findings.append(finding(r, "metadata.name", "Celery/Redis object rendered with the KubernetesExecutor",
-                                    "airflow-contract"))
+        component = ((r.obj.get("metadata") or {}).get("labels") or {}).get("component")
+        celery = component in ("redis", "flower") or (component == "worker" and r.kind in ("Deployment", "StatefulSet"))
+        if celery or r.name.endswith("-broker-url"):
+            findings.append(finding(r, "metadata.labels.component", "Celery/Redis object rendered with the "
+                                    "KubernetesExecutor", "airflow-contract"))
     return findings
 
 

@@ -46,6 +46,7 @@ def test_git_sync_branch_and_subpath(cluster, values):
     from tests.conftest import render
 
     assert values["dags"]["gitSync"]["branch"] == render(cluster).variables["git_branch"]
+    assert values["dags"]["gitSync"]["ref"] == values["dags"]["gitSync"]["branch"]
     assert values["dags"]["gitSync"]["subPath"] == "dags"
 
 
