@@ -1,0 +1,36 @@
+"""The command line the Makefile calls: exit codes and output users rely on."""
+
+from __future__ import annotations
+
+import yaml
+
+from airflow_gitops.cli import main
+from tests.conftest import REPO, schemas_dir
+
+
+def test_render_prints_a_yaml_stream_with_sources(capsys):
+    assert main(["render", "kind", "--no-charts", "--repo", str(REPO)]) == 0
+    out = capsys.readouterr().out
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert {"HelmRelease", "Kustomization", "Cluster", "HelmRepository"} <= {d["kind"] for d in docs}
+    assert "# Source: apps/base/airflow/helmrelease.yaml" in out
+
+
+def test_render_to_a_folder(tmp_path, capsys):
+    assert main(["render", "eks", "--no-charts", "--repo", str(REPO), "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "HelmRelease" / "airflow--airflow.yaml").is_file()
+    assert (tmp_path / "ExternalSecret" / "airflow--airflow-metadata-db.yaml").is_file()
+
+
+def test_values_prints_the_composed_values(capsys):
+    assert main(["values", "eks", "airflow", "--repo", str(REPO)]) == 0
+    values = yaml.safe_load(capsys.readouterr().out)
+    assert values["executor"] == "KubernetesExecutor" and values["dags"]["gitSync"]["sshKeySecret"]
+
+
+def test_validate_all_passes_and_says_what_it_did_not_validate(capsys):
+    args = ["validate", "all", "--repo", str(REPO)] + (["--schemas", str(schemas_dir())] if schemas_dir() else [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "kind: " in out and "eks: " in out and "0 error(s)" in out
+    assert "NodePool.karpenter.sh" in out, "a CRD without a schema is reported as unvalidated"
