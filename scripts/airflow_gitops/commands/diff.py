@@ -16,8 +16,21 @@ from airflow_gitops.commands._common import add_cluster_argument, warn
 from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import RenderError, Resource
 from airflow_gitops.settings import Settings
+from airflow_gitops.sources import HASH_SUFFIX
 
 MASK = "**masked**"
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (values files in ConfigMaps) as literal blocks, so the diff is line by line."""
+
+
+def _str(dumper, text):
+    style = "|" if "\n" in text and not any(line != line.rstrip() for line in text.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
 
 
 def configure(parser) -> None:
@@ -30,11 +43,14 @@ def rendered_objects(settings: Settings, cluster: str) -> dict[str, str]:
     for release in state.releases:
         if release.unrendered_reason:
             warn(f"NOT RENDERED in {settings.repo.name}: {release.helmrelease.ref}: {release.unrendered_reason}")
-    return {key(r): yaml.safe_dump(masked(r.obj), sort_keys=True, width=1_000_000) for r in state.all_resources}
+    return {key(r): yaml.dump(masked(r.obj), Dumper=_BlockDumper, sort_keys=True, width=1_000_000)
+            for r in state.all_resources}
 
 
 def key(r: Resource) -> str:
-    return f"{r.kind}/{r.namespace + '/' if r.namespace else ''}{r.name}"
+    """Generated ConfigMaps pair up across their hash suffix, so a values change diffs line by line."""
+    name = HASH_SUFFIX.sub("-<hash>", r.name) if r.kind in ("ConfigMap", "Secret") else r.name
+    return f"{r.kind}/{r.namespace + '/' if r.namespace else ''}{name}"
 
 
 def masked(obj: dict) -> dict:
