@@ -1,0 +1,103 @@
+"""producer_remote_partner -> (REST API of another instance) -> consumer_partner_users.
+
+The course's dataset limit 4: datasets only worked inside one Airflow instance. In Airflow 3 any
+instance (or any system) creates an asset event on another one through the public REST API,
+``POST /api/v2/assets/events``, and the asset's consumers there run as for a local update.
+
+* ``producer_remote_partner`` (on the sending instance) publishes a ``partner_users`` event to the
+  Airflow behind the HTTP connection ``airflow_remote``: its host is the receiving API server's base
+  URL, its login/password a user allowed to create asset events there. The requests themselves are
+  built by ``include.airflow_rest`` (token, asset id lookup, event) and sent through the connection.
+* ``consumer_partner_users`` (on the receiving instance) is scheduled on ``partner_users``; nothing
+  there produces that asset, its events only ever come through the API.
+
+Both DAGs ship in this repository because every instance runs the same git-synced ``dags/``: the
+receiving side must have a DAG referencing the asset, or the asset doesn't exist there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import dag, task
+from include.assets import PARTNER_USERS, changed_events
+
+REMOTE_CONN_ID = "airflow_remote"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _connection_auth_is_a_token(*_args):
+    # The connection's login/password are exchanged for a JWT (POST /auth/token) and sent as a Bearer
+    # token; without this HttpHook would also send them as Basic auth, which would replace the Bearer.
+    return None
+
+
+@dag(
+    dag_id="producer_remote_partner",
+    schedule=None,
+    start_date=START,
+    # Triggered on demand (schedule=None): no intervals, nothing to catch up.
+    catchup=False,
+    default_args={"owner": "partner-team", "retries": 3, "retry_delay": timedelta(minutes=1)},
+    tags=["course", "assets", "limit-4-rest-api"],
+    params={"row_count": 42},
+    doc_md=__doc__,
+)
+def producer_remote_partner():
+    @task
+    def publish_partner_users(params=None, dag_run=None) -> dict:
+        from airflow.providers.http.hooks.http import HttpHook
+        from airflow.sdk import BaseHook
+        from include.airflow_rest import (
+            access_token,
+            asset_event_request,
+            asset_id_from_lookup,
+            asset_lookup_request,
+            token_request,
+        )
+
+        def send(request):
+            hook = HttpHook(
+                method=request.method, http_conn_id=REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token
+            )
+            kwargs = {"json": dict(request.json)} if request.json is not None else {}
+            data = dict(request.params) if request.params else None
+            return hook.run(request.path, data=data, headers=dict(request.headers), **kwargs).json()
+
+        conn = BaseHook.get_connection(REMOTE_CONN_ID)
+        token = access_token(send(token_request(conn.login, conn.password)))
+        asset_id = asset_id_from_lookup(
+            send(asset_lookup_request(PARTNER_USERS.name, token)), PARTNER_USERS.name
+        )
+        row_count = int(params["row_count"])
+        extra = {"row_count": row_count, "changed": row_count > 0, "source_run_id": dag_run.run_id}
+        event = send(asset_event_request(asset_id, extra, token))
+        print(f"asset event {event.get('id')} created on the remote instance for asset {asset_id}")
+        return {"asset_id": asset_id, "event_id": event.get("id")}
+
+    publish_partner_users()
+
+
+@dag(
+    dag_id="consumer_partner_users",
+    schedule=PARTNER_USERS,
+    start_date=START,
+    # Asset-triggered (by REST API events): nothing to catch up.
+    catchup=False,
+    default_args={"owner": "data-eng", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    tags=["course", "assets", "limit-4-rest-api"],
+    doc_md=__doc__,
+)
+def consumer_partner_users():
+    @task
+    def ingest_partner_users(triggering_asset_events=None) -> int:
+        changed = changed_events(triggering_asset_events)
+        for event in changed:
+            print(f"partner update: {event.extra}")
+        return len(changed)
+
+    ingest_partner_users()
+
+
+producer_remote_partner()
+consumer_partner_users()
