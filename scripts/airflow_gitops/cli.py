@@ -18,19 +18,23 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Only the chosen subcommand's module is imported and configured; all of them for --help."""
     parser = argparse.ArgumentParser(prog="airflow-gitops", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary in SUBCOMMANDS.items():
-        module = importlib.import_module(f"airflow_gitops.commands.{name}")
         sub = subparsers.add_parser(name, help=summary, description=summary)
-        module.configure(sub)
-        sub.set_defaults(handler=module.run)
+        if command in (None, name):
+            module = importlib.import_module(f"airflow_gitops.commands.{name}")
+            module.configure(sub)
+            sub.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    args = build_parser(command).parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
