@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops import kustomize
-from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, RenderError, Resource
+from airflow_gitops.model import WARNING, Finding, ReleaseRender, RenderError, Resource
 from airflow_gitops.settings import CHARTS_ENV, Settings
 
 HELM_API = "helm.toolkit.fluxcd.io"
@@ -158,7 +158,6 @@ def _chart_spec(hr: Resource) -> dict[str, Any]:
 
 def load_chart(settings: Settings, state, hr: Resource):
     """The chart of a HelmRelease: a local override, the cache, or its HelmRepository, in that order."""
-    import helm_python
 
     spec = _chart_spec(hr)
     name, version = spec.get("chart"), str(spec.get("version", ""))

@@ -12,7 +12,8 @@ from typing import Any
 
 import jsonschema
 import yaml
-from referencing import Registry, Resource as SchemaResource
+from referencing import Registry
+from referencing import Resource as SchemaResource
 
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding, ReleaseRender, Resource, field_path
 from airflow_gitops.settings import SCHEMAS_ENV, Settings
@@ -247,9 +248,7 @@ def values_file_of(release: ReleaseRender, path: list[Any], repo: Path) -> str:
     for file in reversed(release.values_files):
         node: Any = _load_values_file(str(repo / file))
         for part in path:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
                 break

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from airflow_gitops import schemas
 from airflow_gitops.model import Resource
+
 from tests.conftest import REPO, airflow_release, schemas_dir
 
 LOGICAL_DATE = "2026-01-01"

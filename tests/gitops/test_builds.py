@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from airflow_gitops import kustomize
 from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import ERROR
+
 from tests.conftest import make_settings, render
 
 

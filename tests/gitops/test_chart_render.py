@@ -6,9 +6,9 @@ import configparser
 
 import pytest
 import yaml
-
 from airflow_gitops import schemas
 from airflow_gitops.policies import containers, pod_template_resources, resource_requests
+
 from tests.conftest import schemas_dir
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import yaml
-
 from airflow_gitops.cli import main
+
 from tests.conftest import REPO, schemas_dir
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from airflow_gitops import latency
+
 from tests.conftest import REPO, render
 
 

@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
-
 from airflow_gitops import policies
 from airflow_gitops.model import Resource
 from airflow_gitops.validation import validate_cluster
+
 from tests.conftest import make_settings, schemas_dir
 
 
@@ -142,7 +142,8 @@ def test_airflow_contract_named_secrets(repo_copy):
 
 
 def test_airflow_contract_git_sync(repo_copy):
-    edit(repo_copy, "charts-values/airflow/common.yaml", "    enabled: true\n    # This repository", "    enabled: false\n    # This repository")
+    edit(repo_copy, "charts-values/airflow/common.yaml",
+         "    enabled: true\n    # This repository", "    enabled: false\n    # This repository")
     assert only(errors(repo_copy), r"dags.gitSync.enabled: must be True")
 
 
@@ -157,8 +158,9 @@ def test_eks_containers_need_resource_requests():
         ("spec.template.spec.containers[0].resources.requests", "container 'c' requests no memory")]
 
 
-def test_eks_database_without_requests_is_caught(repo_copy):
-    edit(repo_copy, "charts-values/airflow/eks.yaml", "statsd:\n  resources:\n    requests:\n      cpu: 20m\n      memory: 64Mi\n",
+def test_eks_container_without_memory_request_is_caught(repo_copy):
+    edit(repo_copy, "charts-values/airflow/eks.yaml",
+         "statsd:\n  resources:\n    requests:\n      cpu: 20m\n      memory: 64Mi\n",
          "statsd:\n  resources:\n    requests:\n      cpu: 20m\n")
     found = validate_cluster(make_settings(repo_copy), "eks")
     if any(r.unrendered_reason for r in found.state.releases if r.helmrelease.name == "airflow"):

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from airflow_gitops.cli import main
 from airflow_gitops.flux import render_cluster
+
 from tests.conftest import make_settings
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from airflow_gitops import schemas
 from airflow_gitops.model import ERROR, UNVALIDATED, Resource
 from airflow_gitops.validation import validate_cluster
+
 from tests.conftest import make_settings, schemas_dir
 
 
