@@ -40,9 +40,7 @@ def _export_task(asset: Asset, source: str):
             print(f"could not read the previous {asset.name} event ({exc}); assuming a change")
         changed = fingerprint != previous
         print(f"{source}: {len(rows)} rows, fingerprint {fingerprint}, changed={changed}")
-        yield Metadata(
-            asset, {"row_count": len(rows), "changed": changed, "fingerprint": fingerprint, "source": source}
-        )
+        yield Metadata(asset, {"row_count": len(rows), "changed": changed, "fingerprint": fingerprint, "source": source})
         return len(rows)
 
     return export()

@@ -57,18 +57,14 @@ def producer_remote_partner():
         )
 
         def send(request):
-            hook = HttpHook(
-                method=request.method, http_conn_id=REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token
-            )
+            hook = HttpHook(method=request.method, http_conn_id=REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token)
             kwargs = {"json": dict(request.json)} if request.json is not None else {}
             data = dict(request.params) if request.params else None
             return hook.run(request.path, data=data, headers=dict(request.headers), **kwargs).json()
 
         conn = BaseHook.get_connection(REMOTE_CONN_ID)
         token = access_token(send(token_request(conn.login, conn.password)))
-        asset_id = asset_id_from_lookup(
-            send(asset_lookup_request(PARTNER_USERS.name, token)), PARTNER_USERS.name
-        )
+        asset_id = asset_id_from_lookup(send(asset_lookup_request(PARTNER_USERS.name, token)), PARTNER_USERS.name)
         row_count = int(params["row_count"])
         extra = {"row_count": row_count, "changed": row_count > 0, "source_run_id": dag_run.run_id}
         event = send(asset_event_request(asset_id, extra, token))

@@ -56,9 +56,7 @@ HIGH_CPU_POD_OVERRIDE = PodGenerator.deserialize_model_dict(
                 }
             ],
             "nodeSelector": {"node-pool": "high-cpu"},
-            "tolerations": [
-                {"key": "node-pool", "operator": "Equal", "value": "high-cpu", "effect": "NoSchedule"}
-            ],
+            "tolerations": [{"key": "node-pool", "operator": "Equal", "value": "high-cpu", "effect": "NoSchedule"}],
         }
     }
 )

@@ -55,9 +55,7 @@ def token_request(username: str, password: str) -> ApiRequest:
     """Exchange a user's credentials for a JWT."""
     if not username or not password:
         raise ValueError("the connection to the remote Airflow needs a login and a password")
-    return ApiRequest(
-        "POST", TOKEN_PATH, json={"username": username, "password": password}, headers=_json_headers()
-    )
+    return ApiRequest("POST", TOKEN_PATH, json={"username": username, "password": password}, headers=_json_headers())
 
 
 def access_token(response_json: Mapping[str, Any]) -> str:
@@ -70,9 +68,7 @@ def access_token(response_json: Mapping[str, Any]) -> str:
 
 def asset_lookup_request(name: str, token: str) -> ApiRequest:
     """Find an asset by name (the API matches a pattern; asset_id_from_lookup keeps the exact name)."""
-    return ApiRequest(
-        "GET", ASSETS_PATH, params={"name_pattern": name, "limit": "100"}, headers=_json_headers(token)
-    )
+    return ApiRequest("GET", ASSETS_PATH, params={"name_pattern": name, "limit": "100"}, headers=_json_headers(token))
 
 
 def asset_id_from_lookup(response_json: Mapping[str, Any], name: str) -> int:

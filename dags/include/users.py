@@ -28,9 +28,7 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 INSERT_USER = (
-    f"INSERT INTO users ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
-    "ON CONFLICT (email) DO NOTHING"
+    f"INSERT INTO users ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (email) DO NOTHING"
 )
 
 

@@ -183,9 +183,7 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def _prepare_dir(directory: Path) -> None:
     if len(str(directory)) + len("/.s.PGSQL.65535") > _MAX_SOCKET_PATH:
-        raise PostgresUnavailable(
-            f"{directory} is too long a path for PostgreSQL's unix socket; choose a shorter --dir."
-        )
+        raise PostgresUnavailable(f"{directory} is too long a path for PostgreSQL's unix socket; choose a shorter --dir.")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     if _running_as_root():
         shutil.chown(directory, SUPERUSER, SUPERUSER)
@@ -411,3 +409,15 @@ def stop(directory: str | os.PathLike[str], *, purge: bool = False) -> bool:
     if purge and directory.exists():
         shutil.rmtree(directory)
     return was_running
+
+
+def create_database(pg: LocalPostgres, name: str) -> str:
+    """Create database NAME (owned by the cluster's role) if missing; return its URL."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsafe database name {name!r}")
+    sql = (
+        f'SELECT \'CREATE DATABASE "{name}" OWNER "{pg.user}"\' '
+        f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')\n\\gexec\n"
+    )
+    _psql(find_bindir(), pg.dir, pg.port, sql, what=f"creating database {name}")
+    return pg.url_for(name)

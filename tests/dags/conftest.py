@@ -69,9 +69,7 @@ def pg_server_url() -> Iterator[str]:
     try:
         localpg.find_bindir()
     except localpg.PostgresUnavailable as exc:
-        pytest.fail(
-            f'{exc}\n(or start one and export its URL: eval "$(airflow-gitops postgres start)")', False
-        )
+        pytest.fail(f'{exc}\n(or start one and export its URL: eval "$(airflow-gitops postgres start)")', False)
     # Not under pytest's tmp_path: when root, `postgres` must be able to traverse every parent.
     directory = tempfile.mkdtemp(prefix="airflow-gitops-pg-")
     try:
@@ -120,11 +118,7 @@ def user_api():
 
 
 def _base_env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_HOME"))}
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -110,9 +110,7 @@ def rest_asset_event(asset_name: str, extra_json: str) -> dict:
 
         def send(request):
             sent.append({"method": request.method, "url": request.url(base), "json": request.json})
-            response = client.request(
-                request.method, request.url(base), json=request.json, headers=dict(request.headers)
-            )
+            response = client.request(request.method, request.url(base), json=request.json, headers=dict(request.headers))
             if response.status_code >= 300:
                 raise SystemExit(f"{request.method} {request.path}: {response.status_code} {response.text}")
             return response.json()
@@ -125,9 +123,7 @@ def rest_asset_event(asset_name: str, extra_json: str) -> dict:
 
     with create_session() as session:
         events = session.scalars(select(AssetEvent).where(AssetEvent.asset_id == asset_id)).all()
-        queued = session.scalars(
-            select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)
-        ).all()
+        queued = session.scalars(select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)).all()
         return {
             "asset_id": asset_id,
             "response": created,

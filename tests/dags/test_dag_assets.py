@@ -129,10 +129,7 @@ def test_scheduler_waits_for_both_producers(run_dag):
 
 def test_producers_declare_the_assets_consumers_wait_for(dagbag):
     outlets = {
-        (dag.dag_id, task.task_id): set(task.outlets)
-        for dag in dagbag.dags.values()
-        for task in dag.tasks
-        if task.outlets
+        (dag.dag_id, task.task_id): set(task.outlets) for dag in dagbag.dags.values() for task in dag.tasks if task.outlets
     }
     assert outlets[("user_processing", "store_user")] == {USERS}
     assert outlets[("producer_crm", "export_crm_users")] == {CRM_USERS}

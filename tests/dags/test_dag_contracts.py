@@ -26,9 +26,7 @@ def _dag_calls(tree: ast.Module) -> list[ast.Call]:
     def name(func: ast.expr) -> str:
         return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
-    return [
-        node for node in ast.walk(tree) if isinstance(node, ast.Call) and name(node.func) in {"dag", "DAG"}
-    ]
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and name(node.func) in {"dag", "DAG"}]
 
 
 def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
@@ -81,9 +79,9 @@ def test_start_date_is_a_fixed_literal(path: Path, tree: ast.Module, call: ast.C
     node = keywords["start_date"]
     if isinstance(node, ast.Name):  # a module-level constant shared by the file's DAGs
         node = _module_constants(tree)[node.id]
-    assert (
-        isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "datetime"
-    ), f"{path.name}: start_date must be a datetime(...) literal, not computed"
+    assert isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "datetime", (
+        f"{path.name}: start_date must be a datetime(...) literal, not computed"
+    )
     assert node.args and all(isinstance(arg, ast.Constant) for arg in node.args), (
         f"{path.name}: start_date's date must be constants (no now(), no days_ago())"
     )

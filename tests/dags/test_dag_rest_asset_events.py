@@ -82,9 +82,7 @@ def test_real_api_accepts_the_requests_and_queues_the_consumer(run_dag):
         "partner_users",
         json.dumps({"row_count": 42, "changed": True}),
         env={
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
+            "AIRFLOW__CORE__AUTH_MANAGER": ("airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "partner-bot:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(run_dag.home / "passwords.json"),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
