@@ -67,7 +67,6 @@ def parse_report(
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{home}/logs",
-                "PYTHONDONTWRITEBYTECODE": "",
             }
         )
         proc = subprocess.run(

@@ -128,6 +128,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-postgres", action="store_true", help="Leave PostgreSQL running on exit (faster restarts).")
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _free_port_or_die(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -197,6 +203,9 @@ def _environment(args: argparse.Namespace, home: Path, meta_url: str, data_url: 
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            # Free ports rather than 8793/8794, so a second instance (the dev-loop test) can run beside.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW_CONN_POSTGRES": postgres_connection(data_url),
             "AIRFLOW_CONN_USER_API": http_connection("127.0.0.1", user_api_port),
             "AIRFLOW_CONN_AIRFLOW_REMOTE": http_connection("127.0.0.1", args.port, login="admin", password=args.password),
