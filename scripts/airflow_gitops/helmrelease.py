@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops import kustomize
-from airflow_gitops.model import WARNING, Finding, ReleaseRender, RenderError, Resource
+from airflow_gitops.model import WARNING, Finding, ReleaseRender, RenderError, Resource, load_yaml, load_yaml_all
 from airflow_gitops.settings import CHARTS_ENV, Settings
 
 HELM_API = "helm.toolkit.fluxcd.io"
@@ -25,6 +25,9 @@ CLUSTER_SCOPED = {
     "SecurityContextConstraints", "IngressClass", "RuntimeClass", "CSIDriver",
 }
 _loaded_charts: dict[Path, Any] = {}
+# A chart that could not be fetched is not asked for again by the same process (bench, validate all).
+_unavailable: dict[tuple[str, str, str], str] = {}
+_warned: set[str] = set()
 
 
 class ChartUnavailable(Exception):
@@ -106,7 +109,7 @@ def compose(state, index, hr: Resource) -> ReleaseRender:
             set_path(values, ref["targetPath"], data[key])
             continue
         try:
-            layer = yaml.safe_load(data[key]) or {}
+            layer = load_yaml(data[key]) or {}
         except yaml.YAMLError as error:
             raise RenderError(f"values are not YAML: {error}", origin, f"{kind} {ref_name}", key) from error
         if not isinstance(layer, dict):
@@ -169,7 +172,9 @@ def load_chart(settings: Settings, state, hr: Resource):
         if chart.name != name or chart.version != version:
             message = (f"rendering {hr.ref} with local chart {chart.name} {chart.version} from {local}, "
                        f"but the manifests pin {name} {version}: output may differ from what Flux installs")
-            print(f"WARNING: {message}", file=sys.stderr)
+            if message not in _warned:
+                _warned.add(message)
+                print(f"WARNING: {message}", file=sys.stderr)
             state.findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.chart.spec.version", message,
                                           "chart"))
         return chart
@@ -181,7 +186,13 @@ def load_chart(settings: Settings, state, hr: Resource):
     host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
     cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
     if not cached.exists():
-        _pull(name, version, url, cached)
+        if (name, version, url) in _unavailable:
+            raise ChartUnavailable(_unavailable[(name, version, url)])
+        try:
+            _pull(name, version, url, cached)
+        except ChartUnavailable as reason:
+            _unavailable[(name, version, url)] = str(reason)
+            raise
     return _load(cached)
 
 
@@ -231,7 +242,7 @@ def render_chart(chart, release: ReleaseRender) -> list[Resource]:
     for template, text in sorted(manifests.items()):
         if template.endswith("NOTES.txt") or not text.strip():
             continue
-        for doc in yaml.safe_load_all(text):
+        for doc in load_yaml_all(text):
             if not doc:
                 continue
             meta = doc.setdefault("metadata", {})

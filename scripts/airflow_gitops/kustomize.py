@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding, RenderError, field_path
+from airflow_gitops.model import ERROR, Finding, RenderError, field_path, load_yaml_all
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
@@ -47,7 +47,7 @@ def run_kustomize(directory: Path) -> list[dict[str, Any]]:
     )
     if proc.returncode != 0:
         raise RenderError(proc.stderr.strip().removeprefix("error: "))
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    return [doc for doc in load_yaml_all(proc.stdout) if doc]
 
 
 def generated_resources(path: Path) -> list[Path]:
@@ -64,7 +64,7 @@ def generated_resources(path: Path) -> list[Path]:
 
 def _holds_objects(file: Path) -> bool:
     try:
-        docs = [doc for doc in yaml.safe_load_all(file.read_text()) if doc]
+        docs = load_yaml_all(file.read_text())
     except yaml.YAMLError:
         return True  # let kustomize report the broken file with its own message
     return bool(docs) and all(isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc for doc in docs)

@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
+# libyaml when present: rendered charts are thousands of lines, and pure-Python parsing dominated render time.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml_all(text: str) -> list[Any]:
+    return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc is not None]
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_LOADER)
+
+
 ERROR = "error"
 # A CRD whose schema is not available: never reported as valid.
 UNVALIDATED = "unvalidated"

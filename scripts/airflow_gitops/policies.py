@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")
@@ -96,7 +94,7 @@ def pod_template_resources(resources: list[Resource]) -> list[Resource]:
     found = []
     for r in resources:
         if r.kind == "ConfigMap" and POD_TEMPLATE_KEY in (r.obj.get("data") or {}):
-            pod = yaml.safe_load(r.obj["data"][POD_TEMPLATE_KEY])
+            pod = load_yaml(r.obj["data"][POD_TEMPLATE_KEY])
             if isinstance(pod, dict):
                 found.append(Resource(pod, r.source_file, r.applied_by,
                                       f"{r.template} data.{POD_TEMPLATE_KEY}" if r.template else None))

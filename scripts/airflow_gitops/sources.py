@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding
+from airflow_gitops.model import ERROR, Finding, load_yaml_all
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
 VALUES_ROOTS = ("charts-values",)
@@ -32,7 +32,7 @@ class SourceIndex:
     def _index(self, file: Path) -> None:
         rel = str(file.relative_to(self.repo))
         try:
-            docs = [doc for doc in yaml.safe_load_all(file.read_text()) if doc is not None]
+            docs = load_yaml_all(file.read_text())
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
