@@ -27,6 +27,7 @@ SECRET_VALUES = [
 class PolicyConfig:
     airflow_release: str = "airflow"
     require_resource_requests: list[str] = field(default_factory=list)
+    secrets_from_external_secrets: list[str] = field(default_factory=list)
     airflow_version: str | None = None
 
     @classmethod
@@ -38,6 +39,7 @@ class PolicyConfig:
         return cls(
             airflow_release=options.get("airflow-release", "airflow"),
             require_resource_requests=list(options.get("require-resource-requests", [])),
+            secrets_from_external_secrets=list(options.get("secrets-from-external-secrets", [])),
             airflow_version=pinned,
         )
 
@@ -253,4 +255,66 @@ def cluster_folder(root_resources: list[Resource]) -> list[Finding]:
         if "/flux-system/" not in r.source_file
         and not (r.kind == "Kustomization" and r.api_version.startswith("kustomize.toolkit.fluxcd.io/"))
         and not (r.kind == "ConfigMap" and r.name == "cluster-vars")
+    ]
+
+
+# --- where referenced Secrets come from -------------------------------------------------------------
+
+# Named only so that the chart renders no Celery broker Secret; the KubernetesExecutor never reads it.
+UNREAD_SECRET_VALUES = {"brokerUrlSecretName"}
+
+
+def referenced_secrets(git_resources: list[Resource], releases: list[ReleaseRender], values_file_of
+                       ) -> list[tuple[str, str, str, str, str]]:
+    """(namespace, secret, file, object, field) for every Secret the desired state reads by name."""
+    found = []
+    for r in git_resources:
+        spec = r.obj.get("spec") or {}
+        if r.kind == "Cluster" and r.api_version.startswith("postgresql.cnpg.io/"):
+            initdb = ((spec.get("bootstrap") or {}).get("initdb") or {}).get("secret") or {}
+            if initdb.get("name"):
+                found.append((r.namespace, initdb["name"], r.location, r.ref, "spec.bootstrap.initdb.secret.name"))
+            for index, role in enumerate((spec.get("managed") or {}).get("roles") or []):
+                name = (role.get("passwordSecret") or {}).get("name")
+                if name:
+                    found.append((r.namespace, name, r.location, r.ref,
+                                  f"spec.managed.roles[{index}].passwordSecret.name"))
+        if r.kind == "Receiver" and (spec.get("secretRef") or {}).get("name"):
+            found.append((r.namespace, spec["secretRef"]["name"], r.location, r.ref, "spec.secretRef.name"))
+    for release in releases:
+        for path, name in _secret_names(release.values, []):
+            found.append((release.namespace, name, values_file_of(release, path),
+                          f"values of {release.helmrelease.ref}", field_path(path)))
+    return found
+
+
+def _secret_names(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in UNREAD_SECRET_VALUES:
+                continue
+            if isinstance(value, str) and value and (
+                key in ("secretName", "sshKeySecret", "credentialsSecret") or str(key).endswith("SecretName")
+                or (key == "name" and path and path[-1] == "secretKeyRef")
+            ):
+                yield [*path, key], value
+            else:
+                yield from _secret_names(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _secret_names(value, [*path, index])
+
+
+def secrets_have_a_source(git_resources: list[Resource], releases: list[ReleaseRender], values_file_of
+                          ) -> list[Finding]:
+    """On clusters whose secrets come from External Secrets, every Secret read by name is an ExternalSecret's
+    target (or a SOPS-encrypted Secret in Git): otherwise pods wait forever for a Secret nobody makes."""
+    targets = {(r.namespace, ((r.obj.get("spec") or {}).get("target") or {}).get("name") or r.name)
+               for r in git_resources if r.kind == "ExternalSecret"}
+    targets |= {(r.namespace, r.name) for r in git_resources if r.kind == "Secret"}
+    return [
+        Finding(ERROR, file, obj, where,
+                f"reads Secret {namespace}/{name}, which no ExternalSecret in this cluster creates", "secret-source")
+        for namespace, name, file, obj, where in referenced_secrets(git_resources, releases, values_file_of)
+        if (namespace, name) not in targets
     ]

@@ -57,6 +57,9 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     report.findings += policies.plaintext_secrets(state.resources)
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
+    if cluster in config.secrets_from_external_secrets:
+        report.findings += policies.secrets_have_a_source(
+            state.resources, state.releases, lambda release, path: schemas.values_file_of(release, path, settings.repo))
 
     releases = [r for r in state.releases]
     for release in releases:

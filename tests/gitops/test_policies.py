@@ -178,3 +178,16 @@ def test_missing_variable_is_an_error(repo_copy):
     edit(repo_copy, "charts-values/airflow/common.yaml", "branch: ${git_branch}", "branch: ${git_brnch}")
     assert only(errors(repo_copy), r"^apps/base/airflow/kustomization.yaml: ConfigMap airflow/airflow-values-common-\w+: "
                                    r"data.values.yaml: variable \$\{git_brnch\}")
+
+
+def test_eks_secret_read_by_name_needs_an_external_secret(repo_copy):
+    edit(repo_copy, "charts-values/airflow/eks.yaml", "    sshKeySecret: airflow-git-ssh", "    sshKeySecret: airflow-git-sshkey")
+    assert only(errors(repo_copy, "eks"), r"^charts-values/airflow/eks.yaml: values of HelmRelease airflow/airflow: "
+                                          r"dags.gitSync.sshKeySecret: reads Secret airflow/airflow-git-sshkey, which no "
+                                          r"ExternalSecret")
+
+
+def test_eks_database_role_secret_needs_an_external_secret(repo_copy):
+    edit(repo_copy, "infrastructure/configs/base/airflow-db.yaml", "name: pipelines-db-credentials", "name: pipelines-creds")
+    assert only(errors(repo_copy, "eks"), r"Cluster airflow/airflow-db: spec.managed.roles\[0\].passwordSecret.name: "
+                                          r"reads Secret airflow/pipelines-creds")
