@@ -92,3 +92,8 @@ def test_images_are_the_pinned_airflow(rendered_airflow):
     images = {c["image"] for o in rendered_airflow.objects for _, c in containers(o)
               if c["image"].startswith("apache/airflow")}
     assert images == {"apache/airflow:3.3.2"}
+
+
+def test_cleanup_cronjob_removes_the_failed_worker_pods_we_keep(rendered_airflow):
+    assert rendered_airflow.values["config"]["kubernetes_executor"]["delete_worker_pods_on_failure"] == "False"
+    assert "airflow-cleanup" in objects(rendered_airflow, "CronJob")

@@ -191,3 +191,14 @@ def test_eks_database_role_secret_needs_an_external_secret(repo_copy):
     edit(repo_copy, "infrastructure/configs/base/airflow-db.yaml", "name: pipelines-db-credentials", "name: pipelines-creds")
     assert only(errors(repo_copy, "eks"), r"Cluster airflow/airflow-db: spec.managed.roles\[0\].passwordSecret.name: "
                                           r"reads Secret airflow/pipelines-creds")
+
+
+def test_every_secret_kind_reads_is_made_by_kind_up():
+    """kind's Secrets are made at setup by scripts/kind-up.sh (never in Git); a new reference needs a new line there."""
+    from tests.conftest import REPO, render
+
+    made = set(re.findall(r"^\s*ensure_secret ([a-z0-9-]+)", (REPO / "scripts/kind-up.sh").read_text(), re.M))
+    state = render("kind")
+    read = {name for _, name, *_ in policies.referenced_secrets(state.resources, state.releases, lambda r, p: "")}
+    assert read, "the kind cluster reads Secrets by name"
+    assert read - made == set()
