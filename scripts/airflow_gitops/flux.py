@@ -54,7 +54,7 @@ def render_cluster(settings: Settings, cluster: str, charts: bool = True, index:
         raise RenderError(f"no cluster folder clusters/{cluster} (clusters: {known})")
     index = index or SourceIndex(repo)
     state = ClusterState(cluster)
-    state.findings.extend(f for f in index.yaml_errors)
+    state.findings.extend(index.yaml_errors)
 
     # The bootstrap Kustomization (gotk-sync.yaml) applies clusters/<cluster> with no post-build step.
     root_applier = f"Kustomization flux-system/{BOOTSTRAP_SOURCE}"

@@ -61,7 +61,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
         report.findings += policies.secrets_have_a_source(
             state.resources, state.releases, lambda release, path: schemas.values_file_of(release, path, settings.repo))
 
-    releases = [r for r in state.releases]
+    releases = state.releases
     for release in releases:
         def values_file_of(path, release=release):
             return schemas.values_file_of(release, path, settings.repo)

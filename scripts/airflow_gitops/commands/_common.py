@@ -20,10 +20,6 @@ def clusters_of(settings: Settings, name: str) -> list[str]:
     return cluster_names(settings.repo) if name == "all" else [name]
 
 
-def sort_key(resource: Resource) -> tuple[str, str, str, str]:
-    return (resource.api_version, resource.kind, resource.namespace, resource.name)
-
-
 def dump_stream(resources: list[Resource], with_sources: bool = True) -> str:
     parts = []
     for r in resources:
