@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_gitops import kustomize
-from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, RenderError, Resource, object_ref
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, RenderError, Resource, object_data, object_ref
 from airflow_gitops.settings import Settings
 from airflow_gitops.sources import SourceIndex
 
@@ -153,11 +152,7 @@ def _variables(state: ClusterState, ks: Resource, post_build: dict[str, Any]) ->
                                           f"{kind} {namespace}/{name} is not applied by this cluster before "
                                           f"{ks.name} (Flux would fail: not found)", "substitution"))
             continue
-        data = dict(found.obj.get("data") or {})
-        if kind == "Secret":
-            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
-            data.update(found.obj.get("stringData") or {})
-        for key, value in data.items():
+        for key, value in object_data(found.obj).items():
             if not kustomize.VARIABLE_NAME.match(key):
                 state.findings.append(Finding(ERROR, found.source_file, object_ref(found.obj), f"data.{key}",
                                               "not a valid variable name for Flux substitution", "substitution"))

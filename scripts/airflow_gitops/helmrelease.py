@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import os
 import re
@@ -15,7 +14,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops import kustomize
-from airflow_gitops.model import WARNING, Finding, ReleaseRender, RenderError, Resource, load_yaml, load_yaml_all
+from airflow_gitops.model import WARNING, Finding, ReleaseRender, RenderError, Resource, load_yaml, load_yaml_all, object_data
 from airflow_gitops.settings import CHARTS_ENV, Settings
 
 HELM_API = "helm.toolkit.fluxcd.io"
@@ -80,7 +79,7 @@ def release_identity(hr: dict[str, Any]) -> tuple[str, str]:
 def compose(state, index, hr: Resource) -> ReleaseRender:
     """valuesFrom in order (valuesKey, targetPath, optional), then inline values on top."""
     spec = hr.obj.get("spec") or {}
-    chart_spec = ((spec.get("chart") or {}).get("spec")) or {}
+    chart_spec = _chart_spec(hr)
     name, namespace = release_identity(hr.obj)
     values: dict[str, Any] = {}
     values_files: list[str] = []
@@ -94,10 +93,7 @@ def compose(state, index, hr: Resource) -> ReleaseRender:
             raise RenderError(f"{kind} {hr.namespace}/{ref_name} is not applied by this cluster", hr.source_file,
                               hr.ref, where)
         key = ref.get("valuesKey") or "values.yaml"
-        data = dict(source.obj.get("data") or {})
-        if kind == "Secret":
-            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
-            data.update(source.obj.get("stringData") or {})
+        data = object_data(source.obj)
         if key not in data:
             if ref.get("optional"):
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,15 @@ class Resource:
     @property
     def location(self) -> str:
         return f"{self.source_file} ({self.template})" if self.template else self.source_file
+
+
+def object_data(obj: dict[str, Any]) -> dict[str, str]:
+    """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them."""
+    data = dict(obj.get("data") or {})
+    if obj.get("kind") == "Secret":
+        data = {key: base64.b64decode(value).decode() for key, value in data.items()}
+        data.update(obj.get("stringData") or {})
+    return data
 
 
 def object_ref(obj: dict[str, Any]) -> str:

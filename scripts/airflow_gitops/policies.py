@@ -282,27 +282,21 @@ def referenced_secrets(git_resources: list[Resource], releases: list[ReleaseRend
         if r.kind == "Receiver" and (spec.get("secretRef") or {}).get("name"):
             found.append((r.namespace, spec["secretRef"]["name"], r.location, r.ref, "spec.secretRef.name"))
     for release in releases:
-        for path, name in _secret_names(release.values, []):
+        for path, name in _secret_names(release.values):
             found.append((release.namespace, name, values_file_of(release, path),
                           f"values of {release.helmrelease.ref}", field_path(path)))
     return found
 
 
-def _secret_names(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], str]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in UNREAD_SECRET_VALUES:
-                continue
-            if isinstance(value, str) and value and (
-                key in ("secretName", "sshKeySecret", "credentialsSecret") or str(key).endswith("SecretName")
-                or (key == "name" and path and path[-1] == "secretKeyRef")
-            ):
-                yield [*path, key], value
-            else:
-                yield from _secret_names(value, [*path, key])
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _secret_names(value, [*path, index])
+def _secret_names(values: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    for path, value in _strings(values, []):
+        key, parent = path[-1], path[-2] if len(path) > 1 else None
+        if not value or not isinstance(key, str) or key in UNREAD_SECRET_VALUES:
+            continue
+        if key in ("secretName", "sshKeySecret", "credentialsSecret") or key.endswith("SecretName") or (
+            key == "name" and parent == "secretKeyRef"
+        ):
+            yield path, value
 
 
 def secrets_have_a_source(git_resources: list[Resource], releases: list[ReleaseRender], values_file_of

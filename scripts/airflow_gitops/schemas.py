@@ -5,6 +5,7 @@ Every error is reported, not just the first (jsonschema's iter_errors)."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
@@ -138,8 +139,6 @@ class KubernetesSchemas:
         self._validators: dict[str, Any] = {}
 
     def validator(self, api_version: str, kind: str):
-        import re
-
         group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
         name = f"{kind.lower()}-{group_version}.json"
         if name not in self._validators:

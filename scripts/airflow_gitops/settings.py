@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +80,3 @@ def add_common_options(parser) -> None:
         help=f"render chart NAME from a local folder or .tgz instead of its repository (env {CHARTS_ENV})",
     )
     parser.add_argument("--cache-dir", help=f"chart and schema cache (env {CACHE_ENV})")
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout

@@ -68,15 +68,16 @@ class SourceIndex:
             candidates = [kustomization for kustomization, _ in generated]
         if not candidates:
             return under or "?"
-        if under:
-            inside = [c for c in candidates if c.startswith(under.rstrip("/") + "/")]
-            if inside:
-                return inside[0]
-        return candidates[0]
+        return _prefer_under(candidates, under, key=lambda file: file)[0]
 
     def generator_inputs(self, configmap_name: str, under: str | None = None) -> list[str]:
         generated = self.generators.get(HASH_SUFFIX.sub("", configmap_name), [])
-        if under:
-            inside = [g for g in generated if g[0].startswith(under.rstrip("/") + "/")]
-            generated = inside or generated
-        return generated[0][1] if generated else []
+        return _prefer_under(generated, under, key=lambda entry: entry[0])[0][1] if generated else []
+
+
+def _prefer_under(items: list, under: str | None, key) -> list:
+    """Items whose file is below `under` (the Kustomization's path) first: a base and an overlay may both match."""
+    if not under:
+        return items
+    prefix = under.rstrip("/") + "/"
+    return [i for i in items if key(i).startswith(prefix)] or items
