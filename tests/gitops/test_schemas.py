@@ -69,11 +69,25 @@ def test_every_error_is_reported_not_just_the_first(crds, kube):
     assert "spec.replicas" in fields and "spec.template.spec.containers[0].image" in fields
 
 
+# ServiceMonitor (Prometheus Operator) stands for any CRD whose schema is not in the schema folder.
+UNKNOWN_CRD = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"}}
+
+
 def test_a_crd_without_a_schema_is_unvalidated_never_valid(crds, kube):
-    findings = schemas.validate_resource(_resource(
-        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "x"}}), kube, crds)
+    assert ("monitoring.coreos.com", "v1", "ServiceMonitor") not in crds.versions, "pick a CRD with no schema here"
+    findings = schemas.validate_resource(_resource(UNKNOWN_CRD), kube, crds)
     assert [f.severity for f in findings] == [UNVALIDATED]
-    assert "NodePool.karpenter.sh" in findings[0].message
+    assert "ServiceMonitor.monitoring.coreos.com" in findings[0].message
+
+
+def test_the_karpenter_nodepool_is_validated_against_its_crd(crds, kube):
+    findings = schemas.validate_resource(_resource({
+        "apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "x"},
+        "spec": {"template": {"spec": {"nodeClassRef": {"group": "eks.amazonaws.com", "kind": "NodeClass",
+                                                        "name": "default"}, "requirements": []}},
+                 "limitz": {"cpu": "10"}}}), kube, crds)
+    assert [(f.severity, f.field) for f in findings] == [(ERROR, "spec")]
+    assert "limitz" in findings[0].message
 
 
 def test_a_removed_kubernetes_api_is_an_error(crds, kube):
