@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import policies, schemas
+from airflow_gitops import live_state, policies, schemas
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -62,6 +62,9 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
             state.resources, state.releases, lambda release, path: schemas.values_file_of(release, path, settings.repo))
 
     releases = state.releases
+    report.findings += live_state.drift_recreated_jobs(releases)
+    report.findings += live_state.unwatched_variable_sources(state.resources, releases, settings.repo, index.generator_inputs)
+    report.findings += live_state.unchecked_readiness(state.resources)
     for release in releases:
         def values_file_of(path, release=release):
             return schemas.values_file_of(release, path, settings.repo)
