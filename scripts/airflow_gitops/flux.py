@@ -123,8 +123,9 @@ def _apply_kustomization(settings: Settings, index: SourceIndex, state: ClusterS
         return []
 
     post_build = spec.get("postBuild") or {}
-    if post_build:
-        variables = _variables(state, ks, post_build)
+    variables = _variables(state, ks, post_build) if post_build else {}
+    # Without any variable, kustomize-controller substitutes nothing unless substituteStrategy is Always.
+    if variables or post_build.get("substituteStrategy") == "Always":
         objects, findings = kustomize.substitute(objects, variables, lambda o: index.file_of(o, rel_path))
         state.findings.extend(findings)
         state.variables.update(variables)
@@ -157,7 +158,8 @@ def _variables(state: ClusterState, ks: Resource, post_build: dict[str, Any]) ->
                 state.findings.append(Finding(ERROR, found.source_file, object_ref(found.obj), f"data.{key}",
                                               "not a valid variable name for Flux substitution", "substitution"))
                 continue
-            variables[key] = str(value)
+            variables[key] = str(value).replace("\n", "")
     for key, value in (post_build.get("substitute") or {}).items():
-        variables[key] = str(value)
+        variables[key] = str(value).replace("\n", "")
+    # fluxcd/pkg kustomize.SubstituteVariables and LoadVariables drop newlines from every value.
     return variables

@@ -147,8 +147,10 @@ def substitute(
     findings: list[Finding] = []
     result = []
     for obj in objects:
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(SUBSTITUTE_ANNOTATION) == "disabled":
+        meta = obj.get("metadata") or {}
+        # fluxcd/pkg kustomize.SubstituteVariables: a label or an annotation disables substitution.
+        if "disabled" in ((meta.get("annotations") or {}).get(SUBSTITUTE_ANNOTATION),
+                          (meta.get("labels") or {}).get(SUBSTITUTE_ANNOTATION)):
             result.append(obj)
             continue
         substitution = Substitution(variables)
