@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "bench": "Timings of render/validate, DAG parse times and the push-to-live latencies the manifests imply.",
     "dev": "Run Airflow 3.3 locally on dags/ (LocalExecutor) at http://localhost:8080.",
     "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
+    "flux-build": "The tool's build of one Flux Kustomization in `flux build`'s shape, to compare with the Flux CLI.",
 }
 
 
@@ -25,7 +26,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, summary in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=summary, description=summary)
         if command in (None, name):
-            module = importlib.import_module(f"airflow_gitops.commands.{name}")
+            module = importlib.import_module(f"airflow_gitops.commands.{name.replace('-', '_')}")
             module.configure(sub)
             sub.set_defaults(handler=module.run)
     return parser
