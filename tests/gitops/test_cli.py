@@ -46,6 +46,11 @@ def test_validate_says_what_it_did_not_validate(repo_copy, capsys):
     kustomization = repo_copy / "infrastructure/configs/eks/kustomization.yaml"
     kustomization.write_text(kustomization.read_text().replace("  - node-pools.yaml\n",
                                                                "  - node-pools.yaml\n  - service-monitor.yaml\n"))
+    # infra-configs waits (wait: true), and the readiness policy wants every custom resource kind covered.
+    flux_ks = repo_copy / "clusters/eks/infrastructure.yaml"
+    flux_ks.write_text(flux_ks.read_text().replace("  healthCheckExprs:\n", "  healthCheckExprs:\n"
+                                                   "    - {apiVersion: monitoring.coreos.com/v1, kind: ServiceMonitor, "
+                                                   "current: 'true'}\n"))
     assert main(_validate_args(repo_copy)) == 0, "an unvalidated object is not an error"
     out = capsys.readouterr().out
     assert "[unvalidated] infrastructure/configs/eks/service-monitor.yaml" in out
