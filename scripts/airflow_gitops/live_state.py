@@ -282,45 +282,58 @@ def api_group(api_version: str) -> str:
 
 
 def unchecked_readiness(resources: list[Resource]) -> list[Finding]:
-    """Every custom resource kind a `wait: true` Kustomization applies needs a spec.healthCheckExprs entry.
+    """Every custom resource kind a Kustomization waits for needs a spec.healthCheckExprs entry.
 
     kstatus (fluxcd/cli-utils pkg/kstatus/status: Compute, checkGenericProperties, checkReadyCondition) calls an
     object without observedGeneration, Reconciling/Stalled or Ready conditions Current: a CloudNativePG Cluster
     that its operator has not yet touched is "ready". kustomize-controller evaluates spec.healthCheckExprs instead
     for the matching group/kind (fluxcd/pkg runtime/cel StatusReader: by GroupKind, or the whole group when kind is
-    empty); an object with no expression that matches is judged by kstatus alone.
+    empty); an object with no expression that matches is judged by kstatus alone. It waits for every object it
+    applies with `wait: true`, else for those listed in spec.healthChecks.
     """
     findings: list[Finding] = []
     for ks in resources:
         spec = ks.obj.get("spec") or {}
-        if ks.kind != "Kustomization" or not ks.api_version.startswith("kustomize.toolkit.fluxcd.io/") \
-                or spec.get("wait") is not True:
+        if ks.kind != "Kustomization" or not ks.api_version.startswith("kustomize.toolkit.fluxcd.io/"):
+            continue
+        applier = f"Kustomization {ks.namespace or 'flux-system'}/{ks.name}"
+        if spec.get("wait") is True:
+            how, waited = "wait: true applies", [o for o in resources if o.applied_by == applier]
+        elif spec.get("healthChecks"):
+            how = "spec.healthChecks waits for"
+            waited = [o for o in resources if any(_is(check, o) for check in spec["healthChecks"])]
+        else:
             continue
         checked = {(api_group(str(e.get("apiVersion", ""))), str(e.get("kind") or ""))
                    for e in spec.get("healthCheckExprs") or [] if isinstance(e, dict)}
-        applier = f"Kustomization {ks.namespace or 'flux-system'}/{ks.name}"
         missing: dict[tuple[str, str], list[Resource]] = {}
-        for obj in resources:
+        for obj in waited:
             group = api_group(obj.api_version)
             key = (group, obj.kind)
-            if obj.applied_by != applier or group in BUILTIN_GROUPS or group.endswith(FLUX_GROUP_SUFFIX) \
-                    or key in NO_READINESS or key in checked or (group, "") in checked:
+            if group in BUILTIN_GROUPS or group.endswith(FLUX_GROUP_SUFFIX) or key in NO_READINESS \
+                    or key in checked or (group, "") in checked:
                 continue
             missing.setdefault(key, []).append(obj)
         for (group, kind), objects in missing.items():
             findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.healthCheckExprs",
-                                    _missing_message(group, kind, objects), "readiness"))
+                                    _missing_message(how, group, kind, objects), "readiness"))
     return findings
 
 
-def _missing_message(group: str, kind: str, objects: list[Resource]) -> str:
+def _is(check: dict[str, Any], obj: Resource) -> bool:
+    return (isinstance(check, dict) and check.get("kind") == obj.kind and check.get("name") == obj.name
+            and (check.get("namespace") or "") == obj.namespace
+            and api_group(str(check.get("apiVersion", ""))) == api_group(obj.api_version))
+
+
+def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -> str:
     names = ", ".join(o.ref.split(" ", 1)[1] for o in objects[:3]) + (" ..." if len(objects) > 3 else "")
     api_version = objects[0].api_version
     suggestion = SUGGESTED.get((group, kind))
     entry = f"{{apiVersion: {api_version}, kind: {kind}, " + (
         ", ".join(f'{key}: "{expr}"' for key, expr in suggestion.items()) if suggestion
         else 'current: "<CEL over the object, true once it is ready>"') + "}"
-    return (f"wait: true applies {kind} {names} ({api_version}) but nothing checks its readiness: kstatus calls a "
+    return (f"{how} {kind} {names} ({api_version}) but nothing checks its readiness: kstatus calls a "
             f"custom resource without conditions Current, so this Kustomization can be Ready before the {kind} is. "
             f"Add to spec.healthCheckExprs: {entry}"
             + ("" if suggestion else " (read the status fields from its CRD; if its status has nothing to wait "

@@ -287,6 +287,16 @@ def test_a_group_wide_expression_covers_every_kind_of_the_group():
     assert live_state.unchecked_readiness([wait_kustomization(exprs), applied("postgresql.cnpg.io/v1", "Cluster")]) == []
 
 
-def test_without_wait_nothing_is_required():
+def test_without_wait_or_health_checks_nothing_is_required():
     ks = wait_kustomization(wait=False)
     assert live_state.unchecked_readiness([ks, applied("postgresql.cnpg.io/v1", "Cluster")]) == []
+
+
+def test_a_custom_resource_listed_in_health_checks_needs_an_expression_too():
+    ks = wait_kustomization(wait=False)
+    ks.obj["spec"]["healthChecks"] = [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": "x",
+                                       "namespace": "airflow"}]
+    found = live_state.unchecked_readiness([ks, applied("postgresql.cnpg.io/v1", "Cluster")])
+    assert [f"{f.file}: {f.object}: {f.field}" for f in found] == [
+        "clusters/x/infrastructure.yaml: Kustomization flux-system/infra-configs: spec.healthCheckExprs"]
+    assert found[0].message.startswith("spec.healthChecks waits for Cluster airflow/x (postgresql.cnpg.io/v1)")
