@@ -101,8 +101,12 @@ def _selector_matches(target: dict[str, Any], obj: dict[str, Any]) -> bool:
               "name": meta.get("name", ""), "namespace": meta.get("namespace", "")}
     for key, value in wanted.items():
         pattern = target.get(key)
-        # jsondiff anchors every pattern (anchorRegex): "Job" matches only "Job".
-        if pattern and not re.fullmatch(str(pattern), str(value)):
+        # jsondiff anchors every pattern (anchorRegex): "Job" matches only "Job". A broken pattern spares nothing:
+        # helm-controller refuses the whole rule set.
+        try:
+            if pattern and not re.fullmatch(str(pattern), str(value)):
+                return False
+        except re.error:
             return False
     return (_labels_match(target.get("labelSelector"), meta.get("labels") or {})
             and _labels_match(target.get("annotationSelector"), meta.get("annotations") or {}))
