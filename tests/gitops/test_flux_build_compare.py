@@ -177,3 +177,12 @@ def test_substitution_disabled_by_label_or_annotation(where):
            "data": {"v": "${git_branch}"}}
     [result], findings = kustomize.substitute([obj], {"git_branch": "main"}, lambda o: "x.yaml")
     assert result["data"]["v"] == "${git_branch}" and findings == []
+
+
+def test_unknown_kustomization_is_a_clear_error(tmp_path, capsys):
+    from airflow_gitops.cli import main
+
+    assert main(["flux-build", "kind", "flux-system/nope", "--repo", str(REPO),
+                 "--kustomization-file-out", str(tmp_path / "ks.yaml")]) == 2
+    assert "error: cluster kind has no Flux Kustomization 'flux-system/nope' (has: flux-system/flux-system, " \
+           "flux-system/apps, flux-system/infra-configs, flux-system/infra-controllers)" in capsys.readouterr().err
