@@ -386,3 +386,28 @@ def test_dropping_run_as_non_root_from_the_values_fails(repo_copy):
                             ": Deployment airflow/airflow-scheduler: spec.template.spec.containers[0].securityContext."
                             "runAsNonRoot: Pod Security restricted") for f in found), found
     assert any("data.pod_template_file.yaml): Pod placeholder-name: spec.containers" in f for f in found), found
+
+
+def test_the_dags_pod_override_keeps_the_worker_pod_restricted():
+    """What the KubernetesExecutor launches for parallel_dag's high-CPU task: the template merged with the
+    DAG's pod_override by the provider's own PodGenerator.reconcile_pods."""
+    release = airflow_release("eks")
+    if release.unrendered_reason:
+        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+    import importlib.util
+
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+    from airflow_gitops import policies
+    from kubernetes.client import ApiClient
+
+    from tests.conftest import REPO
+
+    template = policies.pod_template_resources(release.objects)[0]
+    spec = importlib.util.spec_from_file_location("parallel_dag_under_test", REPO / "dags" / "parallel_dag.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    merged = PodGenerator.reconcile_pods(PodGenerator.deserialize_model_dict(template.obj), module.HIGH_CPU_POD_OVERRIDE)
+    pod = Resource(ApiClient().sanitize_for_serialization(merged), "dags/parallel_dag.py", template.applied_by,
+                   "pod_override over the worker pod template")
+    assert pod.obj["spec"]["nodeSelector"] == {"node-pool": "high-cpu"}
+    assert [str(f) for f in pod_security.pod_security([pod], [pod], "1.35", [])] == []
