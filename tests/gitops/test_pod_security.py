@@ -275,6 +275,18 @@ def test_every_pod_making_kind_is_read():
         assert len(pod_security.pod_security([resource], [], "1.35", [])) == 1, kind
 
 
+def test_malformed_pods_give_findings_not_tracebacks():
+    """Broken shapes are the schemas' findings; this check must neither crash nor invent a pass for them."""
+    for broken in ({"securityContext": "x", "containers": "y"}, {"containers": [{"name": "c", "securityContext": {
+            "capabilities": ["ALL"], "seLinuxOptions": "x", "seccompProfile": 1, "windowsOptions": []},
+            "ports": "80", "livenessProbe": "x", "lifecycle": []}], "volumes": {"a": 1},
+            "securityContext": {"sysctls": ["kernel.msgmax"], "seccompProfile": []}, "os": "linux"}):
+        check(broken)
+        check(broken, "restricted")
+    assert check(with_pod(securityContext={"sysctls": ["kernel.msgmax"]})) == [
+        "spec.template.spec.securityContext.sysctls[0].name: Pod Security baseline: sysctl None is not in the safe set"]
+
+
 # --- breaking fixtures ----------------------------------------------------------------------------------
 
 PRIVILEGED_HOST_PID_PATCH = {
