@@ -119,7 +119,7 @@ def baseline(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int,
             found.append((["volumes", index, "hostPath"], f"volume {volume.get('name')!r} mounts a hostPath"))
     found += _sysctls(pod_context, version)
     found += _selinux(["securityContext"], pod_context, version)
-    found += _seccomp_not_unconfined(["securityContext"], pod_context)
+    found += _seccomp_type(["securityContext"], pod_context)
     found += _apparmor_field(["securityContext"], pod_context)
     if _map(pod_context.get("windowsOptions")).get("hostProcess"):  # check_windowsHostProcess.go
         found.append((["securityContext", "windowsOptions", "hostProcess"], "Windows HostProcess pods are forbidden"))
@@ -146,7 +146,7 @@ def baseline(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int,
         if proc_mount not in (None, "Default") and not (user_namespace and version >= (1, 35)):
             found.append(([*where, "procMount"], f"container {_name(container)} sets procMount {proc_mount!r}"))
         found += _selinux(where, context, version)
-        found += _seccomp_not_unconfined(where, context)
+        found += _seccomp_type(where, context)
         found += _apparmor_field(where, context)
         if _map(context.get("windowsOptions")).get("hostProcess"):
             found.append(([*where, "windowsOptions", "hostProcess"], "Windows HostProcess containers are forbidden"))
@@ -160,7 +160,7 @@ def _sysctls(pod_context: dict[str, Any], version: tuple[int, int]) -> list[Viol
     return [
         (["securityContext", "sysctls", index, "name"], f"sysctl {_map(sysctl).get('name')!r} is not in the safe set")
         for index, sysctl in enumerate(_list(pod_context.get("sysctls")))
-        if _map(sysctl).get("name") not in allowed
+        if str(_map(sysctl).get("name")) not in allowed
     ]
 
 
@@ -168,15 +168,16 @@ def _selinux(where: Path, context: dict[str, Any], version: tuple[int, int]) -> 
     options = _map(context.get("seLinuxOptions"))
     allowed = SELINUX_TYPES_1_31 if version >= (1, 31) else SELINUX_TYPES
     found = []
-    if options.get("type", "") not in allowed:
-        found.append(([*where, "seLinuxOptions", "type"], f"SELinux type {options['type']!r} is not allowed"))
+    kind = options.get("type") or ""
+    if not isinstance(kind, str) or kind not in allowed:
+        found.append(([*where, "seLinuxOptions", "type"], f"SELinux type {kind!r} is not allowed"))
     for field in ("user", "role"):
         if options.get(field):
             found.append(([*where, "seLinuxOptions", field], f"a custom SELinux {field} is forbidden"))
     return found
 
 
-def _seccomp_not_unconfined(where: Path, context: dict[str, Any]) -> list[Violation]:
+def _seccomp_type(where: Path, context: dict[str, Any]) -> list[Violation]:
     """check_seccompProfile_baseline.go: a type that is set must be RuntimeDefault or Localhost."""
     kind = _map(context.get("seccompProfile")).get("type")
     if kind is not None and kind not in ("RuntimeDefault", "Localhost"):

@@ -283,7 +283,8 @@ def test_malformed_pods_give_findings_not_tracebacks():
     for broken in ({"securityContext": "x", "containers": "y"}, {"containers": [{"name": "c", "securityContext": {
             "capabilities": ["ALL"], "seLinuxOptions": "x", "seccompProfile": 1, "windowsOptions": []},
             "ports": "80", "livenessProbe": "x", "lifecycle": []}], "volumes": {"a": 1},
-            "securityContext": {"sysctls": ["kernel.msgmax"], "seccompProfile": []}, "os": "linux"}):
+            "securityContext": {"sysctls": ["kernel.msgmax", {"name": []}], "seccompProfile": [],
+                                "seLinuxOptions": {"type": ["x"]}}, "os": "linux"}):
         check(broken)
         check(broken, "restricted")
     assert check(with_pod(securityContext={"sysctls": ["kernel.msgmax"]})) == [
