@@ -12,6 +12,7 @@ desired state enforces `restricted`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -294,4 +295,27 @@ def pod_security(resources: list[Resource], airflow_workloads: list[Resource], k
                 else:
                     full = [*spec_path, *path]
                 findings.append(finding(resource, full, f"Pod Security {level}: {message}", CHECK))
+    return findings
+
+
+def namespace_labels(resources: list[Resource], restricted_namespaces: set[str]) -> list[Finding]:
+    """Pod Security Admission on every Namespace in Git: `baseline` enforced at least, `restricted` where Airflow
+    runs, each mode pinned to a version so a Kubernetes upgrade cannot change the rules under running pods."""
+    findings = []
+    for r in resources:
+        if r.kind != "Namespace" or r.api_version != "v1":
+            continue
+        labels = _map(_map(r.obj.get("metadata")).get("labels"))
+        want = RESTRICTED if r.name in restricted_namespaces else BASELINE
+        allowed = (RESTRICTED,) if want == RESTRICTED else (BASELINE, RESTRICTED)
+        enforce = labels.get(ENFORCE_LABEL)
+        if enforce not in allowed:
+            findings.append(finding(r, ["metadata", "labels", ENFORCE_LABEL],
+                                    f"Pod Security Admission must enforce {want}"
+                                    f"{'' if want == RESTRICTED else ' at least'}; got {enforce!r}", CHECK))
+        for mode in ("enforce", "warn", "audit"):
+            key = f"pod-security.kubernetes.io/{mode}-version"
+            if not re.fullmatch(r"v1\.\d+", str(labels.get(key, ""))):
+                findings.append(finding(r, ["metadata", "labels", key], f"pin the {mode} version (e.g. v1.35, "
+                                        f"not {labels.get(key)!r}): 'latest' changes with each Kubernetes upgrade", CHECK))
     return findings

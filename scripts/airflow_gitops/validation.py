@@ -59,6 +59,8 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
                         if r.helmrelease.name == config.airflow_release}
     report.findings += pod_security.pod_security(checked, [r for r in checked if r.applied_by in airflow_appliers],
                                                  state.variables.get("kubernetes_version"), state.resources)
+    report.findings += pod_security.namespace_labels(
+        state.resources, {r.namespace for r in state.releases if r.helmrelease.name == config.airflow_release})
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:

@@ -452,3 +452,33 @@ def test_agrees_with_the_upstream_pod_security_admission_fixtures():
                         disagreements.append(f"{level} v{version} {outcome}/{fixture.name}: {[f.message for f in found]}")
     assert total > 1000
     assert disagreements == []
+
+
+NAMESPACES = "infrastructure/controllers/base/namespaces.yaml"
+
+
+def test_the_airflow_namespace_must_enforce_restricted(repo_copy):
+    path = repo_copy / NAMESPACES
+    text = path.read_text()
+    path.write_text(text.replace("kubernetes.io/enforce: restricted", "kubernetes.io/enforce: baseline"))
+    assert f"{NAMESPACES}: Namespace airflow: metadata.labels.pod-security.kubernetes.io/enforce: Pod Security " \
+           "Admission must enforce restricted; got 'baseline'" in pod_security_errors(repo_copy)
+
+
+def test_a_namespace_without_pod_security_labels_fails(repo_copy):
+    path = repo_copy / NAMESPACES
+    text = path.read_text()
+    start = text.index("  name: cnpg-system\n") + len("  name: cnpg-system\n")
+    path.write_text(text[:start])
+    found = pod_security_errors(repo_copy)
+    assert f"{NAMESPACES}: Namespace cnpg-system: metadata.labels.pod-security.kubernetes.io/enforce: Pod Security " \
+           "Admission must enforce baseline at least; got None" in found
+    assert any(f.startswith(f"{NAMESPACES}: Namespace cnpg-system: metadata.labels.pod-security.kubernetes.io/"
+                            "audit-version: pin the audit version") for f in found)
+
+
+def test_an_unpinned_pod_security_version_fails(repo_copy):
+    path = repo_copy / NAMESPACES
+    path.write_text(path.read_text().replace("enforce-version: v${kubernetes_version}", "enforce-version: latest", 1))
+    assert any(f.startswith(f"{NAMESPACES}: Namespace airflow: metadata.labels.pod-security.kubernetes.io/"
+                            "enforce-version: pin the enforce version") for f in pod_security_errors(repo_copy))
