@@ -9,7 +9,7 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup system-deps test lint render values validate diff bench dev port-forward kind-up kind-smoke kind-down clean
+.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward kind-up kind-smoke kind-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,7 +25,13 @@ setup: system-deps $(BIN)/.installed ## Install PostgreSQL 15 (if missing) and t
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-test: setup ## Run every test (the README's test command)
+checkov-venv: ## Install checkov in its own venv (.venv-checkov); it must not enter the project's venv
+	@bash scripts/checkov-venv.sh
+
+checkov: setup checkov-venv ## checkov over every cluster's rendered objects and worker pod template (.checkov.yaml skips)
+	$(BIN)/python -m airflow_gitops.checkov_scan kind eks
+
+test: setup checkov-venv ## Run every test (the README's test command)
 	$(BIN)/pytest
 
 lint: setup ## ruff, yamllint and shellcheck over the repository

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import live_state, policies, schemas
+from airflow_gitops import live_state, pod_security, policies, schemas
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -55,6 +55,12 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     report.findings += policies.exact_chart_versions(state.resources)
     report.findings += policies.image_tags(checked)
     report.findings += policies.plaintext_secrets(state.resources)
+    airflow_appliers = {f"HelmRelease {r.helmrelease.namespace}/{r.helmrelease.name}" for r in state.releases
+                        if r.helmrelease.name == config.airflow_release}
+    report.findings += pod_security.pod_security(checked, [r for r in checked if r.applied_by in airflow_appliers],
+                                                 state.variables.get("kubernetes_version"), state.resources)
+    report.findings += pod_security.namespace_labels(
+        state.resources, {r.namespace for r in state.releases if r.helmrelease.name == config.airflow_release})
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:
