@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import policies, schemas
+from airflow_gitops import bypass_policies, policies, schemas, sops
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -48,13 +48,14 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     checked = [*state.resources, *chart_objects, *pod_templates]
     report.objects_checked = len(checked)
     for resource in checked:
-        report.findings.extend(schemas.validate_resource(resource, kube, crds))
+        report.findings.extend(schemas.validate_resource(sops.without_sops(resource), kube, crds))
 
     root_applier = "Kustomization flux-system/flux-system"
     report.findings += policies.cluster_folder([r for r in state.resources if r.applied_by == root_applier])
     report.findings += policies.exact_chart_versions(state.resources)
     report.findings += policies.image_tags(checked)
     report.findings += policies.plaintext_secrets(state.resources)
+    report.findings += bypass_policies.check_cluster(settings, cluster, state, checked, config)
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:
