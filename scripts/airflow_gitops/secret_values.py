@@ -30,7 +30,7 @@ SECRET_KEY = re.compile(r"(?i)(passw(or)?d|\bpwd\b|_pwd$|secret|token|api[_-]?ke
 CONNECTION_KEY = re.compile(r"(?i)(sql_alchemy_conn|result_backend|broker_url|connection|_conn$|_uri$|^uri$|dsn|"
                             r"_url$|^url$)")
 # Names that point at a secret rather than holding one.
-REFERENCE_KEY = re.compile(r"(?i)(_cmd|_secret|_conn_id|_id|_arn|_role|_bucket|_region|_file|_path|_name|_ref|"
+REFERENCE_KEY = re.compile(r"(?i)(_conn_id|_id|_arn|_role|_bucket|_region|_file|_path|_name|_ref|"
                            r"secret_?name|secretkeyref|"
                            r"keysecret|existingsecret|envname|secretkey|backend)$")
 # Camel-case chart keys that name a Secret or a key of one (`secretName`, `fernetKeySecretName`, `sshKeySecret`).
@@ -69,6 +69,11 @@ def entropy(text: str) -> float:
 
 
 def is_reference_key(key: str) -> bool:
+    # Airflow's `<option>_cmd` and `<option>_secret` say where a sensitive option's value is (a command, a secrets
+    # backend key); `jwt_secret` or `client_secret` are no such pointer, they are the secret.
+    pointer = re.match(r"(?i)^(.+)_(cmd|secret)$", key)
+    if pointer:
+        return bool(SECRET_KEY.search(pointer.group(1)) or CONNECTION_KEY.search(pointer.group(1)))
     return bool(REFERENCE_KEY.search(key) or CHART_REFERENCE_KEY.match(key))
 
 
