@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import yaml
+
 from airflow_gitops import policies
 from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all
 from airflow_gitops.supply_chain import patch_documents
@@ -190,8 +192,7 @@ def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
                               "(a secrets backend) or AIRFLOW__SECTION__KEY from a Secret (chart value `secret:`)"))
     for path, node in _leaves_with_lists(values, []):
         if path and path[-1] in ENV_KEYS:
-            env = load_yaml_all(node)[0] if isinstance(node, str) and node.strip() else node
-            found += list(env_problems(env, path))
+            found += list(env_problems(_parsed(node), path))
         if path and path[-1] == "connections" and isinstance(node, list):
             for index, conn in enumerate(node):
                 conn = conn if isinstance(conn, dict) else {}
@@ -199,9 +200,14 @@ def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
                           ("extra", connection_problem(json.dumps({"extra": conn.get("extra")}))),
                           ("uri", connection_problem(str(conn.get("uri") or "")))]
                 found += [([*path, index, key], why) for key, why in checks if why]
-    handled = {tuple(p[:3]) for p, _ in found}
+    handled = [p[:3] for p, _ in found]
+
+    def reported(path: list[Any]) -> bool:
+        return any(path[:len(p)] == p or p[:len(path)] == path for p in handled)
+
     for path, value in _leaves(values, []):
-        if tuple(path[:3]) in handled or any(part in ENV_KEYS for part in path) or not isinstance(value, str):
+        # env entries were judged above; a string env that is not YAML (a template) is judged by shape here.
+        if not isinstance(value, str) or reported(path) or any(part in ENV_KEYS for part in path[:-1]):
             continue
         found_shape = shape(value)
         if found_shape:
@@ -210,16 +216,21 @@ def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
                     f"secret value in plain chart values: {why}", CHECK) for path, why in found]
 
 
-def _yaml_or_dict(node: Any) -> dict[str, Any]:
-    if isinstance(node, dict):
+def _parsed(node: Any) -> Any:
+    """A chart value that is YAML in a string (`extraEnv: |`, `extraConfigMaps.*.data: |`), parsed; a string that is
+    not YAML (a template) stays as it is and is judged by shape."""
+    if not isinstance(node, str) or not node.strip():
         return node
-    if isinstance(node, str) and node.strip():
-        try:
-            doc = load_yaml_all(node)
-        except Exception:  # noqa: BLE001 - a template string the chart renders; judged by shape elsewhere
-            return {"data": node}
-        return doc[0] if doc and isinstance(doc[0], dict) else {"data": node}
-    return {}
+    try:
+        docs = load_yaml_all(node)
+    except yaml.YAMLError:
+        return node
+    return docs[0] if docs else None
+
+
+def _yaml_or_dict(node: Any) -> dict[str, Any]:
+    parsed = _parsed(node)
+    return parsed if isinstance(parsed, dict) else ({"data": node} if isinstance(node, str) and node.strip() else {})
 
 
 def _leaves_with_lists(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], Any]]:

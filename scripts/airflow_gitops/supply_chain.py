@@ -146,20 +146,35 @@ def _is_version_tag(tag: str, version: str) -> bool:
 
 
 def values_images(release: ReleaseRender, registries: list[str], values_file_of) -> list[Finding]:
-    """`images.*` chart values, checked even when the chart cannot render here (CI is offline)."""
+    """Image values of any chart (`images.*` of Airflow's, `image:` of most), checked even when the chart cannot render
+    here (CI is offline): every `{repository, tag|digest}` mapping. A missing tag is the chart's default, which the
+    exact chart version pins; a tag that is set must be exact, and the registry allowed."""
     findings = []
-    images = release.values.get("images") if isinstance(release.values, dict) else None
-    for name, spec in (images or {}).items() if isinstance(images, dict) else []:
-        if not isinstance(spec, dict) or not spec.get("repository"):
+    for path, spec in _mappings(release.values, []):
+        repository = spec.get("repository")
+        if not isinstance(repository, str) or not repository or "/" not in repository and "registry" not in spec:
             continue
-        tag, path = spec.get("tag"), ["images", name]
-        image = f"{spec['repository']}:{tag}" if tag not in (None, "") else str(spec["repository"])
-        if tag in (None, "") and name in ("airflow", "pod_template"):
-            continue  # the chart then uses defaultAirflowTag, which the Airflow contract pins
-        for problem in image_problems(image, registries):
+        if isinstance(spec.get("registry"), str) and spec["registry"]:
+            repository = f"{spec['registry'].rstrip('/')}/{repository}"
+        tag, digest = spec.get("tag"), spec.get("digest")
+        image = repository + (f"@{digest}" if digest else f":{tag}" if tag not in (None, "") else "")
+        problems = [registry_problem(image, registries)]
+        if digest or tag not in (None, ""):
+            problems.append(tag_problem(image))
+        for problem in filter(None, problems):
             findings.append(Finding(ERROR, values_file_of(path), f"values of {release.helmrelease.ref}",
                                     field_path(path), problem, "image-source"))
     return findings
+
+
+def _mappings(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from _mappings(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _mappings(value, [*path, index])
 
 
 def post_renderer_images(git_resources: list[Resource], registries: list[str]) -> list[Finding]:
@@ -295,9 +310,11 @@ def pinned_actions(repo: Path) -> list[Finding]:
         except (OSError, UnicodeDecodeError) as error:
             findings.append(Finding(ERROR, rel, "(workflow)", "(file)", f"unreadable: {error}", "pinned-actions"))
             continue
-        job = "(workflow)"
+        job, in_jobs = "(workflow)", False
         for number, line in enumerate(lines, 1):
-            job_match = re.match(r"^  ([A-Za-z0-9_-]+):\s*$", line)
+            if re.match(r"^\S", line):
+                in_jobs = line.startswith("jobs:")
+            job_match = re.match(r"^  ([A-Za-z0-9_-]+):\s*$", line) if in_jobs else None
             if job_match:
                 job = f"job {job_match.group(1)}"
             match = USES.match(line)

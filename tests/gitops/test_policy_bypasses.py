@@ -340,6 +340,15 @@ def test_sidecar_image_from_an_unlisted_registry(repo, capsys):
                    r"not from an allowed registry", KIND_VALUES)
 
 
+def test_image_in_the_values_of_another_chart(repo):
+    edit(repo, "infrastructure/controllers/base/cloudnative-pg.yaml", "  values:\n",
+         "  values:\n    image:\n      repository: docker.io/attacker/cloudnative-pg\n      tag: edge\n")
+    found = only(errors(repo), r"^infrastructure/controllers/base/cloudnative-pg.yaml: values of HelmRelease "
+                               r"cnpg-system/cloudnative-pg: image: ")
+    assert any("not from an allowed registry" in line for line in found)
+    assert any("'edge' is not an exact version" in line for line in found)
+
+
 @pytest.mark.parametrize("image, message", [
     ("postgres:17.6", "not from an allowed registry"), ("ghcr.io/cloudnative-pg/postgresql:17", "not an exact version"),
     ("ghcr.io/cloudnative-pg/postgresql:main", "not an exact version"),
@@ -523,6 +532,15 @@ def test_missing_policy_config(repo, capsys):
     text = (repo / "pyproject.toml").read_text()
     (repo / "pyproject.toml").write_text(text[:text.index("[tool.airflow-gitops.policies]")])
     assert_refused(repo, "kind", capsys, r"\[tool.airflow-gitops.policies\]: \(table\): missing", "pyproject.toml")
+
+
+@pytest.mark.parametrize("content", [None, "[tool.airflow-gitops.policies\n"])
+def test_missing_or_broken_pyproject(repo, capsys, content):
+    if content is None:
+        (repo / "pyproject.toml").unlink()
+    else:
+        (repo / "pyproject.toml").write_text(content)
+    assert_refused(repo, "kind", capsys, r"\[tool.airflow-gitops.policies\]: \(file\): cannot read", "pyproject.toml")
 
 
 def test_emptied_cluster_list_does_not_switch_the_check_off(repo, capsys):
