@@ -251,10 +251,12 @@ def git_secrets(git_resources: list[Resource], values_configmaps: set[tuple[str,
     (except the generated values ConfigMaps, which values_secrets judges with the values file's own paths)."""
     findings = []
     for r in git_resources:
-        for path, container in policies.containers(r):
-            for where, why in env_problems(container.get("env"), [*path, "env"]):
-                findings.append(policies.finding(r, where, f"secret value in Git: {why}; use valueFrom.secretKeyRef",
-                                                 CHECK))
+        # Every `env` list, not only containers': custom resources carry them too (CNPG Cluster spec.env, ...).
+        for path, node in _leaves_with_lists(r.obj, []):
+            if path and path[-1] == "env" and not (r.kind == "HelmRelease" and path[:2] == ["spec", "values"]):
+                for where, why in env_problems(node, path):  # a HelmRelease's values are judged as values
+                    findings.append(policies.finding(r, where, f"secret value in Git: {why}; use "
+                                                     "valueFrom.secretKeyRef", CHECK))
         if r.kind == "ConfigMap" and (r.namespace, r.name) not in values_configmaps:
             for key, value in (r.obj.get("data") or {}).items():
                 why = problem(str(key), value)

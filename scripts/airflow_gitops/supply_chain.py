@@ -211,7 +211,12 @@ def normalise_git_url(url: str) -> str:
 def dags_repository(release: ReleaseRender, state_variables: dict[str, str], git_resources: list[Resource],
                     allowed: list[str], values_file_of) -> list[Finding]:
     """git-sync may clone only this repository: the URL of the cluster's GitRepository flux-system when bootstrap wrote
-    it, the cluster's git_url, and one of the dags-repositories in pyproject.toml (owned by CODEOWNERS)."""
+    it, the cluster's git_url, and one of the dags-repositories in pyproject.toml (owned by CODEOWNERS).
+
+    Why all three: gotk-sync.yaml is empty until `flux bootstrap` (eks) or absent (kind-up makes the source on the
+    cluster), so it cannot be the only reference; `git_url` is in cluster-vars, which the same pull request can change,
+    so it cannot be either. The list in the policy table is the reference a reviewer must approve, and `diff` shows
+    any change of it. URLs compare as host/path, so the SSH and HTTPS spellings of one repository are equal."""
     gitsync = ((release.values.get("dags") or {}).get("gitSync") or {}) if isinstance(release.values, dict) else {}
     if not gitsync.get("enabled"):
         return []

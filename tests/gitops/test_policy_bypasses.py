@@ -240,6 +240,13 @@ def test_aws_key_in_the_env_of_a_git_manifest(repo, capsys):
                    r".*AWS access key", "infrastructure/configs/base/job.yaml")
 
 
+def test_password_in_the_env_of_a_custom_resource(repo):
+    edit(repo, "infrastructure/configs/base/airflow-db.yaml", "  instances: 1\n",
+         "  instances: 1\n  env:\n    - name: PGPASSWORD\n      value: hunter2hunter2\n")
+    assert only(errors(repo), r"^infrastructure/configs/base/airflow-db.yaml: Cluster airflow/airflow-db: "
+                              r"spec.env\[0\].value: secret value in Git: env PGPASSWORD")
+
+
 def test_post_renderer_patch_with_a_literal_password(repo, capsys):
     add_to_spec(repo, """\
           postRenderers:
