@@ -33,8 +33,8 @@ def check_cluster(settings: Settings, cluster: str, state: ClusterState, checked
         def values_file_of(path, release=release):
             return schemas.values_file_of(release, list(path), repo)
 
-        for source in (release.helmrelease.obj.get("spec") or {}).get("valuesFrom") or []:
-            if source.get("kind") == "ConfigMap":
+        for source in supply_chain.sequence(supply_chain.mapping(release.helmrelease.obj.get("spec")).get("valuesFrom")):
+            if supply_chain.mapping(source).get("kind") == "ConfigMap":
                 values_configmaps.add((release.helmrelease.namespace, source.get("name")))
         findings += secret_values.values_secrets(release, values_file_of)
         findings += supply_chain.values_images(release, registries, values_file_of)

@@ -22,7 +22,7 @@ import yaml
 
 from airflow_gitops import policies
 from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all
-from airflow_gitops.supply_chain import patch_documents
+from airflow_gitops.supply_chain import mapping, patch_documents, sequence
 
 CHECK = "secret-value"
 # Key names whose literal value is a secret (Airflow options, env names, connection fields, ConfigMap keys).
@@ -258,7 +258,7 @@ def git_secrets(git_resources: list[Resource], values_configmaps: set[tuple[str,
                     findings.append(policies.finding(r, where, f"secret value in Git: {why}; use "
                                                      "valueFrom.secretKeyRef", CHECK))
         if r.kind == "ConfigMap" and (r.namespace, r.name) not in values_configmaps:
-            for key, value in (r.obj.get("data") or {}).items():
+            for key, value in mapping(r.obj.get("data")).items():
                 why = problem(str(key), value)
                 if why:
                     findings.append(policies.finding(r, ["data", key], f"secret value in a ConfigMap: {why}; "
@@ -270,10 +270,10 @@ def git_secrets(git_resources: list[Resource], values_configmaps: set[tuple[str,
 
 def _post_renderer_secrets(r: Resource) -> list[Finding]:
     findings = []
-    for i, renderer in enumerate((r.obj.get("spec") or {}).get("postRenderers") or []):
-        for j, patch in enumerate(((renderer or {}).get("kustomize") or {}).get("patches") or []):
+    for i, renderer in enumerate(sequence(mapping(r.obj.get("spec")).get("postRenderers"))):
+        for j, patch in enumerate(sequence(mapping(mapping(renderer).get("kustomize")).get("patches"))):
             base = ["spec", "postRenderers", i, "kustomize", "patches", j, "patch"]
-            for doc in patch_documents((patch or {}).get("patch")):
+            for doc in patch_documents(mapping(patch).get("patch")):
                 for path, node in _leaves_with_lists(doc, []):
                     if path and path[-1] == "env":
                         for where, why in env_problems(node, path):

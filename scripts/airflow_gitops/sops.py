@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow_gitops import policies
 from airflow_gitops.model import ERROR, Finding, Resource
+from airflow_gitops.supply_chain import mapping, sequence
 
 CHECK = "sops"
 ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]+,tag:[A-Za-z0-9+/=]+,"
@@ -59,12 +60,12 @@ def check(git_resources: list[Resource]) -> list[Finding]:
         for path, message in _metadata_problems(r.obj.get("sops")):
             findings.append(policies.finding(r, ["sops", *path], message, CHECK))
         for field in ("data", "stringData"):
-            for key, value in (r.obj.get(field) or {}).items():
+            for key, value in mapping(r.obj.get(field)).items():
                 if not (isinstance(value, str) and ENCRYPTED.match(value)):
                     findings.append(policies.finding(r, [field, key], "not SOPS-encrypted (ENC[AES256_GCM,...]): a "
                                                      "Secret with a sops block must have every value encrypted", CHECK))
         ks = kustomizations.get(r.applied_by)
-        provider = (((ks.obj.get("spec") or {}).get("decryption") or {}).get("provider")) if ks else None
+        provider = mapping(mapping(ks.obj.get("spec")).get("decryption")).get("provider") if ks else None
         if ks is not None and provider != "sops":
             findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.decryption.provider",
                                     f"applies the SOPS-encrypted {r.ref} ({r.source_file}) without "
@@ -87,7 +88,7 @@ def _metadata_problems(sops: Any) -> list[tuple[list[Any], str]]:
     rules = [rule for rule in CRYPT_RULES if sops.get(rule)]
     if len(rules) > 1:
         problems.append(([rules[1]], f"sops refuses more than one of {', '.join(CRYPT_RULES)}"))
-    groups = [("", sops)] + [(f"key_groups[{i}].", g) for i, g in enumerate(sops.get("key_groups") or [])
+    groups = [("", sops)] + [(f"key_groups[{i}].", g) for i, g in enumerate(sequence(sops.get("key_groups")))
                              if isinstance(g, dict)]
     keys = 0
     for prefix, group in groups:

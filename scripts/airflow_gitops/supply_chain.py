@@ -29,6 +29,15 @@ AIRFLOW_IMAGE_VALUES = [
 ]
 
 
+def mapping(node: Any) -> dict[str, Any]:
+    """`node` when it is a mapping, else {}: a wrongly typed field is the schema check's finding, never a crash here."""
+    return node if isinstance(node, dict) else {}
+
+
+def sequence(node: Any) -> list[Any]:
+    return node if isinstance(node, list) else []
+
+
 # --- images -----------------------------------------------------------------------------------------
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:
@@ -82,7 +91,7 @@ def _images_of(resource: Resource) -> Iterator[tuple[list[Any], str]]:
     for path, container in policies.containers(resource):
         yield [*path, "image"], str(container.get("image") or "")
     if resource.kind == "Cluster" and resource.api_version.startswith("postgresql.cnpg.io/"):
-        image = (resource.obj.get("spec") or {}).get("imageName")
+        image = mapping(resource.obj.get("spec")).get("imageName")
         if image:
             yield ["spec", "imageName"], str(image)
 
@@ -183,9 +192,10 @@ def post_renderer_images(git_resources: list[Resource], registries: list[str]) -
     for r in git_resources:
         if r.kind != "HelmRelease":
             continue
-        for i, renderer in enumerate((r.obj.get("spec") or {}).get("postRenderers") or []):
-            for j, entry in enumerate(((renderer or {}).get("kustomize") or {}).get("images") or []):
+        for i, renderer in enumerate(sequence(mapping(r.obj.get("spec")).get("postRenderers"))):
+            for j, entry in enumerate(sequence(mapping(mapping(renderer).get("kustomize")).get("images"))):
                 path = ["spec", "postRenderers", i, "kustomize", "images", j]
+                entry = mapping(entry)
                 name = entry.get("newName") or entry.get("name") or ""
                 image = f"{name}@{entry['digest']}" if entry.get("digest") else (
                     f"{name}:{entry['newTag']}" if entry.get("newTag") else str(name))
@@ -217,7 +227,7 @@ def dags_repository(release: ReleaseRender, state_variables: dict[str, str], git
     cluster), so it cannot be the only reference; `git_url` is in cluster-vars, which the same pull request can change,
     so it cannot be either. The list in the policy table is the reference a reviewer must approve, and `diff` shows
     any change of it. URLs compare as host/path, so the SSH and HTTPS spellings of one repository are equal."""
-    gitsync = ((release.values.get("dags") or {}).get("gitSync") or {}) if isinstance(release.values, dict) else {}
+    gitsync = mapping(mapping(mapping(release.values).get("dags")).get("gitSync"))
     if not gitsync.get("enabled"):
         return []
     repo = str(gitsync.get("repo") or "")
@@ -233,7 +243,7 @@ def dags_repository(release: ReleaseRender, state_variables: dict[str, str], git
                                 f"repository (cluster-vars git_url {git_url!r})", "dags-source"))
     source = next((r for r in git_resources if r.kind == "GitRepository" and r.name == "flux-system"
                    and r.namespace == "flux-system"), None)
-    url = str((source.obj.get("spec") or {}).get("url") or "") if source else ""
+    url = str(mapping(source.obj.get("spec")).get("url") or "") if source else ""
     if url and normalise_git_url(repo) != normalise_git_url(url):
         findings.append(Finding(ERROR, *where, f"git-sync would take DAGs from {repo!r}, not from the repository Flux "
                                 f"syncs ({source.source_file}: GitRepository flux-system/flux-system spec.url {url!r})",
@@ -250,22 +260,22 @@ def chart_pins(git_resources: list[Resource]) -> list[Finding]:
     findings = []
     by_ref = {(r.kind, r.namespace, r.name): r for r in git_resources}
     for r in git_resources:
-        spec = r.obj.get("spec") or {}
+        spec = mapping(r.obj.get("spec"))
         if r.kind == "OCIRepository":
             findings += _oci_ref(r)
         if r.kind != "HelmRelease":
             continue
         if "chartRef" in spec:
-            ref = spec.get("chartRef") or {}
+            ref = mapping(spec.get("chartRef"))
             target = by_ref.get((ref.get("kind"), ref.get("namespace") or r.namespace, ref.get("name")))
             if target is None:
                 findings.append(policies.finding(r, "spec.chartRef", f"{ref.get('kind')} "
                                 f"{ref.get('namespace') or r.namespace}/{ref.get('name')} is not in this cluster's Git "
                                 "state: its version cannot be checked", "exact-chart-version"))
-        source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+        source = mapping(mapping(mapping(spec.get("chart")).get("spec")).get("sourceRef"))
         if source.get("kind") in ("GitRepository", "Bucket"):
             target = by_ref.get((source["kind"], source.get("namespace") or r.namespace, source.get("name")))
-            git_ref = ((target.obj.get("spec") or {}).get("ref") or {}) if target else {}
+            git_ref = mapping(mapping(target.obj.get("spec")).get("ref")) if target else {}
             if not (git_ref.get("commit") or EXACT_TAG.match(str(git_ref.get("tag") or ""))):
                 findings.append(policies.finding(r, "spec.chart.spec.sourceRef", f"chart from {source['kind']} "
                                 f"{source.get('name')}: spec.chart.spec.version is ignored for this source; pin the "
@@ -274,7 +284,7 @@ def chart_pins(git_resources: list[Resource]) -> list[Finding]:
 
 
 def _oci_ref(r: Resource) -> list[Finding]:
-    ref = (r.obj.get("spec") or {}).get("ref") or {}
+    ref = mapping(mapping(r.obj.get("spec")).get("ref"))
     if ref.get("digest"):
         if not DIGEST.match("@" + str(ref["digest"])):
             return [policies.finding(r, "spec.ref.digest", "not sha256:<64 hex>", "exact-chart-version")]
@@ -359,7 +369,7 @@ def bootstrap_folder(root_resources: list[Resource], cluster: str) -> list[Findi
         if not r.source_file.startswith(folder) and "/flux-system/" not in r.source_file:
             continue
         file = r.source_file.rsplit("/", 1)[-1]
-        meta = r.obj.get("metadata") or {}
+        meta = mapping(r.obj.get("metadata"))
         namespace = meta.get("namespace")
         if not r.source_file.startswith(folder) or file not in BOOTSTRAP_FILES[:2]:
             findings.append(policies.finding(r, "kind", f"only flux bootstrap's {' and '.join(BOOTSTRAP_FILES[:2])} "
@@ -372,7 +382,7 @@ def bootstrap_folder(root_resources: list[Resource], cluster: str) -> list[Findi
                                                  "Kustomization flux-system/flux-system that bootstrap writes",
                                                  "bootstrap-folder"))
         else:
-            labels = meta.get("labels") or {}
+            labels = mapping(meta.get("labels"))
             cluster_scoped = r.kind in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")
             problems = []
             if r.kind not in BOOTSTRAP_COMPONENT_KINDS:
@@ -383,11 +393,11 @@ def bootstrap_folder(root_resources: list[Resource], cluster: str) -> list[Findi
                 problems.append(f"namespace {namespace!r} is not flux-system")
             if r.kind == "Namespace" and r.name != "flux-system":
                 problems.append("the only Namespace is flux-system")
-            if r.kind == "CustomResourceDefinition" and not str((r.obj.get("spec") or {}).get("group", "")).endswith(
+            if r.kind == "CustomResourceDefinition" and not str(mapping(r.obj.get("spec")).get("group", "")).endswith(
                     ".toolkit.fluxcd.io"):
                 problems.append("a CRD outside *.toolkit.fluxcd.io")
             if r.kind == "ClusterRoleBinding" and any(
-                    s.get("namespace") != "flux-system" for s in r.obj.get("subjects") or []):
+                    mapping(s).get("namespace") != "flux-system" for s in sequence(r.obj.get("subjects"))):
                 problems.append("binds a subject outside flux-system")
             if problems:
                 findings.append(policies.finding(r, "kind", "gotk-components.yaml holds only the Flux components "

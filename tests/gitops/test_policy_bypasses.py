@@ -668,6 +668,14 @@ def test_chart_ref_to_a_helm_chart_with_a_range(repo):
                               r"spec.version: '1.x' is not an exact chart version")
 
 
+def test_chart_from_an_oci_helm_repository_needs_an_exact_version(repo):
+    edit(repo, "infrastructure/controllers/base/sources.yaml", "  url: https://airflow.apache.org",
+         "  type: oci\n  url: oci://registry.example.com/charts")
+    edit(repo, "apps/base/airflow/helmrelease.yaml", 'version: "1.22.0"', 'version: "1.22.x"')
+    assert only(errors(repo), r"^apps/base/airflow/helmrelease.yaml: HelmRelease airflow/airflow: "
+                              r"spec.chart.spec.version: '1.22.x' is not an exact chart version")
+
+
 def test_chart_from_a_git_repository_on_a_branch(repo):
     edit(repo, "apps/base/airflow/helmrelease.yaml", "        kind: HelmRepository\n        name: apache-airflow",
          "        kind: GitRepository\n        name: airflow-chart-git")
@@ -686,6 +694,19 @@ def test_chart_from_a_git_repository_on_a_branch(repo):
         """))
     assert only(errors(repo), r"^apps/base/airflow/helmrelease.yaml: HelmRelease airflow/airflow: "
                               r"spec.chart.spec.sourceRef: chart from GitRepository .*pin the source")
+
+
+def test_wrongly_typed_fields_are_findings_not_a_traceback(repo, capsys):
+    add_to_spec(repo, """\
+        postRenderers:
+          - kustomize:
+              images: [nginx]
+        """)
+    append(repo, "infrastructure/controllers/base/sources.yaml", "---\n" + OCI + "  ref: '1.0'\n")
+    code, output = cli_validate(repo, "kind", capsys)
+    assert code == 1 and "Traceback" not in output, output
+    assert only(output.splitlines(), r"^kind: infrastructure/controllers/base/sources.yaml: OCIRepository "
+                                     r"flux-system/airflow-chart: spec.ref: ")
 
 
 # --- 7. SOPS ---------------------------------------------------------------------------------------------
