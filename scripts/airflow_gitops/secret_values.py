@@ -38,6 +38,10 @@ REFERENCE_KEY = re.compile(r"(?i)(_conn_id|_id|_arn|_role|_bucket|_region|_file|
 # Camel-case chart keys that name a Secret or a key of one (`secretName`, `fernetKeySecretName`, `sshKeySecret`).
 CHART_REFERENCE_KEY = re.compile(r"^(secretName|secretKey|envName|.*SecretName|.*KeySecret|.*Secret[A-Z]\w*)$")
 PLACEHOLDER = re.compile(r"^(\$\{[^}]*\}|\$\([^)]*\)|\{\{.*\}\}|<[^>]*>|\*+|changeme-in-secret)$")
+# Values no secret has: booleans, numbers, durations, Python import paths (`[core] secret_mask_adapter`,
+# `[logging] secret_mask_exception_args: False`), public keys and certificates.
+NOT_A_SECRET = re.compile(r"^((?i:true|false|none|null)|-?\d+(\.\d+)?[smhd]?|[A-Za-z_]\w*(\.[A-Za-z_]\w*)+|"
+                          r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-\S+) .*|-----BEGIN (PUBLIC KEY|CERTIFICATE)-----.*)$", re.S)
 SHAPES = [
     ("a PEM private key", re.compile(r"-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----")),
     ("an AWS access key id", re.compile(r"\b(AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
@@ -89,6 +93,8 @@ def problem(key: str | None, value: Any) -> str | None:
     found = shape(text)
     if found:
         return f"holds {found}"
+    if NOT_A_SECRET.match(text) and not (key and re.search(r"(?i)passw(or)?d|pwd", key) and text.isdigit()):
+        return None  # but a numeric password is a password
     if key and not is_reference_key(key):
         if SECRET_KEY.search(key):
             return f"a literal value under the secret-like key {key!r}"

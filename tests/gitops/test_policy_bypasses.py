@@ -271,11 +271,20 @@ def test_post_renderer_patch_with_a_literal_password(repo, capsys):
     ("secretName", "airflow-conn-postgres"), ("remote_log_conn_id", "aws_default"), ("knownHosts",
      "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"),
     ("external_secrets_role_arn", "arn:aws:iam::111122223333:role/external-secrets-eks"),
+    ("secret_mask_exception_args", "False"), ("token_ttl", "3600"), ("secret_mask_adapter", "my_company.masking.adapter"),
+    ("public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"),
+    ("fernet_key_cmd", "cat /run/secrets/fernet"), ("sql_alchemy_conn_secret", "airflow/connections/db"),
 ])
 def test_references_are_not_secrets(key, value):
     from airflow_gitops.secret_values import problem
 
     assert problem(key, value) is None
+
+
+def test_a_numeric_password_is_a_password():
+    from airflow_gitops.secret_values import problem
+
+    assert "secret-like key" in (problem("smtp_password", "123456") or "")
 
 
 @pytest.mark.parametrize("value, found", [
