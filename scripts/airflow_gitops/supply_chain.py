@@ -129,6 +129,11 @@ def airflow_images(release: ReleaseRender, repositories: list[str], version: str
             findings.append(Finding(ERROR, values_file_of(repo_path), ref, field_path(repo_path),
                                     f"{repository!r} is not an Airflow repository allowed by airflow-image-repositories "
                                     f"in pyproject.toml ({', '.join(repositories)})", "airflow-image"))
+        digest_path = [*repo_path[:-1], "digest"]
+        if len(repo_path) > 1 and get(digest_path):
+            findings.append(Finding(ERROR, values_file_of(digest_path), ref, field_path(digest_path),
+                                    "a digest replaces the tag, and nothing here can tell which Airflow it is: use the "
+                                    f"tag of the tested Airflow {version}", "airflow-image"))
         if tag not in (None, "") and version and not _is_version_tag(str(tag), version):
             findings.append(Finding(ERROR, values_file_of(tag_path), ref, field_path(tag_path),
                                     f"tag {tag!r} is not the tested Airflow {version} (pyproject.toml apache-airflow pin)",

@@ -344,6 +344,11 @@ def test_nightly_airflow_image(repo):
     assert only(found, rf"^{KIND_VALUES}: {AIRFLOW}: images.airflow: .*'nightly' is not an exact version")
 
 
+def test_airflow_image_by_digest_is_refused(repo):
+    append(repo, KIND_VALUES, "images:\n  airflow:\n    repository: apache/airflow\n    digest: sha256:" + "c" * 64 + "\n")
+    assert only(errors(repo), rf"^{KIND_VALUES}: {AIRFLOW}: images.airflow.digest: a digest replaces the tag")
+
+
 def test_worker_pod_template_image_must_be_the_tested_airflow(repo):
     append(repo, KIND_VALUES, "images:\n  pod_template:\n    repository: apache/airflow\n    tag: 3.2.0\n")
     assert only(errors(repo), rf"^{KIND_VALUES}: {AIRFLOW}: images.pod_template.tag: tag '3.2.0' is not the tested "
