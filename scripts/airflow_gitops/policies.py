@@ -32,7 +32,10 @@ class PolicyConfig:
 
     @classmethod
     def load(cls, repo: Path) -> PolicyConfig:
-        pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
+        try:
+            pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            pyproject = {}  # policy_config.check reports it, naming the file
         options = (pyproject.get("tool") or {}).get("airflow-gitops", {}).get("policies", {})
         pinned = next((d.split("==", 1)[1] for d in pyproject.get("project", {}).get("dependencies", [])
                        if d.replace(" ", "").startswith("apache-airflow==")), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import live_state, pod_security, policies, schemas
+from airflow_gitops import bypass_policies, live_state, pod_security, policies, schemas, sops
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -48,7 +48,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     checked = [*state.resources, *chart_objects, *pod_templates]
     report.objects_checked = len(checked)
     for resource in checked:
-        report.findings.extend(schemas.validate_resource(resource, kube, crds))
+        report.findings.extend(schemas.validate_resource(sops.without_sops(resource), kube, crds))
 
     root_applier = "Kustomization flux-system/flux-system"
     report.findings += policies.cluster_folder([r for r in state.resources if r.applied_by == root_applier])
@@ -61,6 +61,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
                                                  state.variables.get("kubernetes_version"), state.resources)
     report.findings += pod_security.namespace_labels(
         state.resources, {r.namespace for r in state.releases if r.helmrelease.name == config.airflow_release})
+    report.findings += bypass_policies.check_cluster(settings, cluster, state, checked, config)
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:

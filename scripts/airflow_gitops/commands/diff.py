@@ -15,6 +15,7 @@ import yaml
 from airflow_gitops.commands._common import add_cluster_argument, warn
 from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import RenderError, Resource
+from airflow_gitops.policy_config import policy_config_changes
 from airflow_gitops.settings import Settings
 from airflow_gitops.sources import HASH_SUFFIX
 
@@ -92,11 +93,14 @@ def run(args) -> int:
             checkout(settings.repo, args.base, Path(tmp))
             base_settings = Settings(Path(tmp), settings.schemas_dir, settings.local_charts, settings.cache_dir)
             base = rendered_objects(base_settings, args.cluster)
+            # A weakened policy changes no rendered object: say it first, where the reviewer reads.
+            changes = [f"{finding}\n" for finding in policy_config_changes(Path(tmp), settings.repo)]
     except RenderError as error:
         warn(f"error: {error}")
         return 2
-    lines = unified(base, head, args.base)
+    lines = [*changes, *unified(base, head, args.base)]
     sys.stdout.writelines(lines)
     changed = sum(1 for line in lines if line.startswith("+++ "))
-    warn(f"{args.cluster}: {changed} object(s) differ from {args.base}")
+    warn(f"{args.cluster}: {changed} object(s) differ from {args.base}"
+         + (f"; {len(changes)} POLICY CHANGE(s) in pyproject.toml [tool.airflow-gitops.policies]" if changes else ""))
     return 1 if lines else 0
