@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "bench": "Timings of render/validate, DAG parse times and the push-to-live latencies the manifests imply.",
     "dev": "Run Airflow 3.3 locally on dags/ (LocalExecutor) at http://localhost:8080.",
     "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
+    "eks": "Stand up (idempotent) or tear down the AWS side of clusters/eks and bootstrap Flux; --dry-run calls nothing.",
 }
 
 
