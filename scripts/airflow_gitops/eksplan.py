@@ -220,6 +220,10 @@ def down_plan(ctx: Context, delete_backups: bool, delete_volumes: Callable[[dict
             Cmd(["aws", "eks", "update-kubeconfig", "--name", ctx.name, "--region", region]),
             # Flux would recreate what eksctl deletes (the webhook load balancer) while it runs.
             Cmd(["flux", "suspend", "kustomization", "--all", "--namespace", "flux-system"]),
+            # eksctl deletes LoadBalancer Services before the cluster, but has left NLBs behind
+            # (eksctl-io/eksctl#5468): delete the webhook's own and wait for its load balancer to go.
+            Cmd(["kubectl", "delete", "service", "webhook-receiver", "--namespace", "flux-system", "--wait",
+                 "--ignore-not-found"]),
             # The gp3 class retains volumes; note them before their PersistentVolumes go with the cluster.
             Cmd(["kubectl", "get", "pv", "-o", "jsonpath={range .items[*]}{.spec.csi.volumeHandle}{\"\\n\"}{end}"],
                 capture="volumes"),

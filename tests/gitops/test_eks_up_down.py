@@ -94,6 +94,7 @@ def down_commands(delete_backups: bool = False) -> list[str]:
         "eksctl get cluster --name airflow-gitops-eks --region eu-west-1",
         "aws eks update-kubeconfig --name airflow-gitops-eks --region eu-west-1",
         "flux suspend kustomization --all --namespace flux-system",
+        "kubectl delete service webhook-receiver --namespace flux-system --wait --ignore-not-found",
         shlex.join(["kubectl", "get", "pv", "-o", "jsonpath={range .items[*]}{.spec.csi.volumeHandle}{\"\\n\"}{end}"]),
         "eksctl delete cluster -f WORK/cluster.yaml --wait",
         "aws ec2 delete-volume --region eu-west-1 --volume-id vol-0aaa",
