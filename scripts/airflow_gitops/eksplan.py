@@ -59,7 +59,7 @@ class Context:
     account: str
     secret_name: str
     budget_email: str = ""
-    budget_usd: str = "300"
+    budget_usd: str = "500"
     partner_airflow_uri: str = ""
 
     @property

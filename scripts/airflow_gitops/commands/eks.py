@@ -63,7 +63,7 @@ def configure(parser) -> None:
         add_common_options(sub)
     up.add_argument("--budget-email", default=os.environ.get("BUDGET_EMAIL", ""),
                     help="address of the budget alerts (env BUDGET_EMAIL)")
-    up.add_argument("--budget-usd", default=os.environ.get("BUDGET_USD", "300"),
+    up.add_argument("--budget-usd", default=os.environ.get("BUDGET_USD", "500"),
                     help="monthly budget in USD (env BUDGET_USD, default %(default)s)")
     up.add_argument("--partner-airflow-uri", default=os.environ.get("PARTNER_AIRFLOW_URI", ""),
                     help="connection airflow_remote, https://user:password@host (env PARTNER_AIRFLOW_URI)")
@@ -100,7 +100,7 @@ def _run(args, started: float) -> int:
         raise Stop(f"no 12-digit AWS account id (got {account!r})")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"eks-{args.action}-")).resolve()
     ctx = Context(settings.repo, args.cluster, workdir, variables, account, secret_name,
-                  budget_email=getattr(args, "budget_email", ""), budget_usd=getattr(args, "budget_usd", "300"),
+                  budget_email=getattr(args, "budget_email", ""), budget_usd=getattr(args, "budget_usd", "500"),
                   partner_airflow_uri=getattr(args, "partner_airflow_uri", ""))
     eksplan.render_templates(ctx, cluster_only=args.action == "down")
     print(f"  # templates of {eksplan.aws.AWS_DIR} filled in under {workdir}")
