@@ -156,7 +156,8 @@ def identity_command() -> Cmd:
 
 
 def up_plan(ctx: Context, write_secret: Callable[[dict[str, str]], None],
-            write_cluster_vars: Callable[[dict[str, str]], None]) -> list[Step]:
+            write_cluster_vars: Callable[[dict[str, str]], None],
+            update_policy: Callable[[str], Callable[[dict[str, str]], None]]) -> list[Step]:
     work, region = ctx.workdir, ctx.region
     steps = []
     for bucket in (ctx.logs_bucket, ctx.backups_bucket):
@@ -173,7 +174,12 @@ def up_plan(ctx: Context, write_secret: Callable[[dict[str, str]], None],
         steps.append(Step(
             f"IAM policy {ctx.name}-{name}", probe=Cmd(["aws", "iam", "get-policy", "--policy-arn", ctx.policy_arn(name)]),
             if_absent=[Cmd(["aws", "iam", "create-policy", "--policy-name", f"{ctx.name}-{name}",
-                            "--policy-document", f"file://{work}/iam/{name}.json"])]))
+                            "--policy-document", f"file://{work}/iam/{name}.json"])],
+            # Git is the truth for an existing policy too; IAM keeps at most 5 versions of one.
+            if_present=[Local(f"when its default version differs from {work}/iam/{name}.json: aws iam "
+                              f"create-policy-version --policy-arn {ctx.policy_arn(name)} --policy-document "
+                              f"file://{work}/iam/{name}.json --set-as-default (deleting the oldest version first "
+                              "when there are 5)", update_policy(name))]))
     steps.append(Step(
         f"Secrets Manager secret {ctx.secret_name}",
         probe=Cmd(["aws", "secretsmanager", "describe-secret", "--secret-id", ctx.secret_name, "--region", region]),
@@ -211,7 +217,8 @@ def up_plan(ctx: Context, write_secret: Callable[[dict[str, str]], None],
 
 
 def down_plan(ctx: Context, delete_backups: bool, delete_volumes: Callable[[dict[str, str]], None],
-              empty_bucket: Callable[[str], Callable[[dict[str, str]], None]]) -> list[Step]:
+              empty_bucket: Callable[[str], Callable[[dict[str, str]], None]],
+              delete_old_versions: Callable[[str], Callable[[dict[str, str]], None]]) -> list[Step]:
     work, region = ctx.workdir, ctx.region
     steps = [Step(
         f"EKS cluster {ctx.name} (with its IRSA roles, OIDC provider, VPC, NAT gateway and load balancers)",
@@ -234,7 +241,10 @@ def down_plan(ctx: Context, delete_backups: bool, delete_volumes: Callable[[dict
     for name in iam_policy_names(ctx.repo):
         arn = ctx.policy_arn(name)
         steps.append(Step(f"IAM policy {ctx.name}-{name}", probe=Cmd(["aws", "iam", "get-policy", "--policy-arn", arn]),
-                          if_present=[Cmd(["aws", "iam", "delete-policy", "--policy-arn", arn])]))
+                          if_present=[Local(f"delete its non-default versions (aws iam delete-policy-version "
+                                            f"--policy-arn {arn} --version-id <id>): a policy with versions "
+                                            "cannot be deleted", delete_old_versions(arn)),
+                                      Cmd(["aws", "iam", "delete-policy", "--policy-arn", arn])]))
     steps.append(Step(
         f"Secrets Manager secret {ctx.secret_name} (recoverable for 7 days)",
         probe=Cmd(["aws", "secretsmanager", "describe-secret", "--secret-id", ctx.secret_name, "--region", region,

@@ -25,11 +25,17 @@ printf '%s' "$name" >> "$FAKE_LOG"; for a in "$@"; do printf ' %q' "$a" >> "$FAK
 exists() { [ "$FAKE_EXISTING" = all ]; }
 case "$name $1 $2" in
   "aws sts get-caller-identity") echo "$FAKE_ACCOUNT" ;;
-  "aws s3api head-bucket"|"aws iam get-policy"|"aws budgets describe-budget"|"eksctl get cluster") exists ;;
+  "aws iam get-policy") exists && echo v1 ;;
+  "aws s3api head-bucket"|"aws budgets describe-budget"|"eksctl get cluster") exists ;;
   "aws secretsmanager describe-secret") exists && echo None ;;
   "aws secretsmanager create-secret")
     file=${8#file://}; stat -c %a "$file" > "$FAKE_LOG.secret-mode"; cp "$file" "$FAKE_LOG.secret" ;;
   "aws s3api list-object-versions") echo '{"Objects": null}' ;;
+  "aws iam list-policy-versions") echo "${FAKE_OLD_VERSIONS:-[]}" ;;
+  "aws iam get-policy-version")
+    name=${4##*:policy/airflow-gitops-eks-}
+    if [ "$name" = "$FAKE_CHANGED_POLICY" ]; then echo '{"Version": "2012-10-17", "Statement": []}'
+    else cat "$FAKE_WORK/iam/$name.json"; fi ;;
   "kubectl get pv") echo vol-0aaa; echo vol-0bbb ;;
   ssh-keygen*)
     while [ $# -gt 1 ]; do [ "$1" = -f ] && { echo PRIVATE-KEY > "$2"; echo ssh-ed25519 PUB > "$2.pub"; }; shift; done ;;
@@ -56,6 +62,17 @@ def bucket_settings(bucket: str) -> list[str]:
     ]
 
 
+def policy_comparison(name: str) -> list[str]:
+    return [f"aws iam get-policy --policy-arn {POLICY}-{name} --query Policy.DefaultVersionId --output text",
+            f"aws iam get-policy-version --policy-arn {POLICY}-{name} --version-id v1 "
+            "--query PolicyVersion.Document --output json"]
+
+
+def old_versions(name: str) -> str:
+    return (f"aws iam list-policy-versions --policy-arn {POLICY}-{name} "
+            "--query 'Versions[?!IsDefaultVersion].VersionId' --output json")
+
+
 def up_commands(existing: bool) -> list[str]:
     """Every command of `eks up` after the identity check, probes included, when all or nothing exists."""
     commands = []
@@ -70,6 +87,8 @@ def up_commands(existing: bool) -> list[str]:
         if not existing:
             commands.append(f"aws iam create-policy --policy-name airflow-gitops-eks-{name} "
                             f"--policy-document file://WORK/iam/{name}.json")
+        else:
+            commands += policy_comparison(name)
     commands.append("aws secretsmanager describe-secret --secret-id airflow-gitops/eks --region eu-west-1")
     if not existing:
         commands += ["ssh-keygen -q -t ed25519 -N '' -C git-sync@airflow-gitops-eks -f WORK/git-sync-key",
@@ -101,7 +120,8 @@ def down_commands(delete_backups: bool = False) -> list[str]:
         "aws ec2 delete-volume --region eu-west-1 --volume-id vol-0bbb",
     ]
     for name in ("db-backups", "external-secrets", "task-logs"):
-        commands += [f"aws iam get-policy --policy-arn {POLICY}-{name}", f"aws iam delete-policy --policy-arn {POLICY}-{name}"]
+        commands += [f"aws iam get-policy --policy-arn {POLICY}-{name}", old_versions(name),
+                     f"aws iam delete-policy --policy-arn {POLICY}-{name}"]
     commands += ["aws secretsmanager describe-secret --secret-id airflow-gitops/eks --region eu-west-1 "
                  "--query DeletedDate --output text",
                  "aws secretsmanager delete-secret --secret-id airflow-gitops/eks --region eu-west-1 "
@@ -130,6 +150,7 @@ def fake_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("FAKE_ACCOUNT", ACCOUNT)
     monkeypatch.setenv("FAKE_EXISTING", "none")
+    monkeypatch.setenv("FAKE_WORK", str(tmp_path / "work"))
     monkeypatch.setenv("GITHUB_TOKEN", "test-token")
     monkeypatch.delenv("BUDGET_EMAIL", raising=False)
     return log
@@ -248,7 +269,8 @@ def test_down_dry_run_lists_everything_keeps_backups_and_calls_nothing(fake_cli,
         "  - IAM policy airflow-gitops-eks-task-logs",
         "  - Secrets Manager secret airflow-gitops/eks (recoverable for 7 days)",
         f"  - S3 bucket {LOGS} (every object version)", "  - AWS budget airflow-gitops-eks-monthly"]
-    expected = [IDENTITY, *(c for c in down_commands() if "delete-volume" not in c and "list-object-versions" not in c)]
+    expected = [IDENTITY, *(c for c in down_commands() if "delete-volume" not in c and "list-object-versions" not in c
+                            and "list-policy-versions" not in c)]
     assert planned(out, workdir) == expected
     assert fake_cli.read_text() == ""
 
@@ -282,3 +304,44 @@ def test_down_again_deletes_nothing(fake_cli, tmp_path):
     probes = [c for c in down_commands() if any(probe in c for probe in (
         "eksctl get cluster", "get-policy", "describe-secret", "head-bucket", "describe-budget"))]
     assert calls(fake_cli, workdir) == ["aws sts get-caller-identity", IDENTITY, *probes]
+
+
+def test_up_makes_a_changed_policy_the_default_version(fake_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_EXISTING", "all")
+    monkeypatch.setenv("FAKE_CHANGED_POLICY", "task-logs")
+    workdir = tmp_path / "work"
+    assert run(["up", "--budget-email", "ops@example.com"], workdir) == 0
+    made = calls(fake_cli, workdir)
+    start = made.index(policy_comparison("task-logs")[1]) + 1
+    assert made[start:start + 2] == [
+        old_versions("task-logs"),
+        f"aws iam create-policy-version --policy-arn {POLICY}-task-logs --policy-document "
+        "file://WORK/iam/task-logs.json --set-as-default"]
+    assert len([c for c in made if "create-policy-version" in c]) == 1
+
+
+def test_up_deletes_the_oldest_policy_version_when_iam_holds_five(fake_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_EXISTING", "all")
+    monkeypatch.setenv("FAKE_CHANGED_POLICY", "task-logs")
+    monkeypatch.setenv("FAKE_OLD_VERSIONS", '["v12", "v9", "v10", "v11"]')
+    workdir = tmp_path / "work"
+    assert run(["up", "--budget-email", "ops@example.com"], workdir) == 0
+    made = calls(fake_cli, workdir)
+    start = made.index(old_versions("task-logs")) + 1
+    assert made[start:start + 2] == [
+        f"aws iam delete-policy-version --policy-arn {POLICY}-task-logs --version-id v9",
+        f"aws iam create-policy-version --policy-arn {POLICY}-task-logs --policy-document "
+        "file://WORK/iam/task-logs.json --set-as-default"]
+
+
+def test_down_deletes_old_policy_versions_before_the_policy(fake_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_EXISTING", "all")
+    monkeypatch.setenv("FAKE_OLD_VERSIONS", '["v2", "v1"]')
+    workdir = tmp_path / "work"
+    assert run(["down", "--yes"], workdir) == 0
+    made = calls(fake_cli, workdir)
+    start = made.index(old_versions("task-logs")) + 1
+    assert made[start:start + 3] == [
+        f"aws iam delete-policy-version --policy-arn {POLICY}-task-logs --version-id v1",
+        f"aws iam delete-policy-version --policy-arn {POLICY}-task-logs --version-id v2",
+        f"aws iam delete-policy --policy-arn {POLICY}-task-logs"]

@@ -107,12 +107,14 @@ def _run(args, started: float) -> int:
     if args.action == "up":
         changed: list[str] = []
         plan = eksplan.up_plan(ctx, lambda _: write_secret(ctx, secret_keys),
-                               lambda _: changed.extend(write_cluster_vars(ctx)))
+                               lambda _: changed.extend(write_cluster_vars(ctx)),
+                               lambda name: lambda _: update_policy(ctx, name, started))
         return execute(plan, args.dry_run, started, stop_before="Flux",
                        must_stop=lambda: _push_first(ctx, changed) if changed else None)
     captured: dict[str, str] = {}
     plan = eksplan.down_plan(ctx, args.delete_backups, lambda out: delete_volumes(ctx, out, started),
-                             lambda bucket: lambda _: empty_bucket(ctx, bucket, started))
+                             lambda bucket: lambda _: empty_bucket(ctx, bucket, started),
+                             lambda arn: lambda _: delete_old_versions(arn, started))
     print("eks down deletes, in this order:")
     for step in plan:
         print(f"  - {step.title}")
@@ -282,3 +284,38 @@ def empty_bucket(ctx: Context, bucket: str, started: float) -> None:
         batch.write_text(json.dumps({"Objects": objects, "Quiet": True}))
         print(f"  $ aws s3api delete-objects --bucket {bucket} --delete file://{batch}  # {len(objects)} versions")
         _call(["aws", "s3api", "delete-objects", "--bucket", bucket, "--delete", f"file://{batch}"], started)
+
+
+def _old_versions(arn: str, started: float) -> list[str]:
+    """Non-default versions of a managed policy, oldest first (IAM numbers them v1, v2, ...)."""
+    listed = _run_shown(["aws", "iam", "list-policy-versions", "--policy-arn", arn, "--query",
+                         "Versions[?!IsDefaultVersion].VersionId", "--output", "json"], started)
+    return sorted(json.loads(listed or "[]") or [], key=lambda v: int(v.lstrip("v") or 0))
+
+
+def delete_old_versions(arn: str, started: float) -> None:
+    for version in _old_versions(arn, started):
+        _run_shown(["aws", "iam", "delete-policy-version", "--policy-arn", arn, "--version-id", version], started)
+
+
+def update_policy(ctx: Context, name: str, started: float) -> None:
+    """Make the file in Git the policy's default version, when it is not already."""
+    arn = ctx.policy_arn(name)
+    document = ctx.workdir / "iam" / f"{name}.json"
+    default = _run_shown(["aws", "iam", "get-policy", "--policy-arn", arn, "--query", "Policy.DefaultVersionId",
+                          "--output", "text"], started).strip()
+    current = _run_shown(["aws", "iam", "get-policy-version", "--policy-arn", arn, "--version-id", default,
+                          "--query", "PolicyVersion.Document", "--output", "json"], started)
+    if current.strip() and json.loads(current) == json.loads(document.read_text()):
+        print("  # unchanged")
+        return
+    old = _old_versions(arn, started)
+    if len(old) >= 4:
+        _run_shown(["aws", "iam", "delete-policy-version", "--policy-arn", arn, "--version-id", old[0]], started)
+    _run_shown(["aws", "iam", "create-policy-version", "--policy-arn", arn, "--policy-document", f"file://{document}",
+                "--set-as-default"], started)
+
+
+def _run_shown(argv: list[str], started: float) -> str:
+    print(f"  $ {shlex.join(argv)}")
+    return _call(argv, started)
