@@ -232,6 +232,43 @@ def outside_flux_findings(git_resources: list[Resource], repo: Path) -> list[Fin
     return findings
 
 
+def secret_names(state: ClusterState) -> set[str]:
+    """The Secrets Manager secrets the cluster's ExternalSecrets read."""
+    names = set()
+    for r in state.resources:
+        if r.kind == "ExternalSecret":
+            spec = r.obj.get("spec") or {}
+            names |= {str(e["extract"].get("key")) for e in spec.get("dataFrom") or [] if e.get("extract")}
+            names |= {str((e.get("remoteRef") or {}).get("key")) for e in spec.get("data") or []}
+    return names
+
+
+def template_findings(repo: Path, state: ClusterState) -> list[Finding]:
+    """The JSON templates eks-up applies: complete (every variable has a value), valid JSON, and no IAM policy
+    that grants a data action on `*`. Values only eks-up knows get stand-ins here."""
+    names = sorted(secret_names(state))
+    variables = {**state.variables, "secret_name": names[0] if names else "secret",
+                 "bucket": state.variables.get("logs_bucket", "bucket"), "budget_email": "budget@example.com",
+                 "budget_usd": "1"}
+    findings = []
+    for path in sorted((repo / AWS_DIR).glob("*/*.json")):
+        rel = str(path.relative_to(repo))
+        text, missing = fill(path.read_text(), variables, "(file)")
+        findings += [Finding(ERROR, rel, "(template)", "(file)", f"variable ${{{name}}} has no value in "
+                             f"clusters/{state.name}/cluster-vars.yaml", "aws-config") for name in dict.fromkeys(missing)]
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            findings.append(Finding(ERROR, rel, "(JSON)", f"line {error.lineno}, column {error.colno}",
+                                    f"broken JSON: {error.msg}", "aws-config"))
+            continue
+        if path.parent.name == "iam" and isinstance(document, dict):
+            findings += [Finding(ERROR, rel, f"IAM policy {path.stem}", f"Statement {sid}",
+                                 "grants a data action on a `*` resource: scope it to one bucket, prefix or secret",
+                                 "aws-iam") for sid in wildcard_data_statements(document)]
+    return findings
+
+
 def validate_aws(repo: Path, cluster: str, state: ClusterState, schema_folder: Path | None,
                  values_file_of=None) -> list[Finding]:
     findings = outside_flux_findings(state.resources, repo)
@@ -239,6 +276,7 @@ def validate_aws(repo: Path, cluster: str, state: ClusterState, schema_folder: P
     findings += problems
     if config is None:
         return findings
+    findings += template_findings(repo, state)
     file = cluster_config_file(cluster)
     findings += schema_findings(config, file, schema_folder)
     findings += metadata_findings(config, file, state.variables, cluster)

@@ -18,7 +18,7 @@ from parliament import analyze_policy_string
 
 from tests.conftest import REPO, airflow_release, make_settings, render, schemas_dir
 
-AWS_CHECKS = ("aws-config", "aws-identity", "aws-outside-flux")
+AWS_CHECKS = ("aws-config", "aws-identity", "aws-outside-flux", "aws-iam")
 CONFIG = "infrastructure/aws/eks/cluster.yaml"
 REF = "ClusterConfig airflow-gitops-eks"
 
@@ -153,6 +153,27 @@ def test_values_derived_accounts_match_the_rendered_chart():
                 and aws.ROLE_ANNOTATION in (o.obj["metadata"].get("annotations") or {})}
     derived = {(release.namespace, name): arn for name, arn, _ in aws._values_accounts(release)}
     assert rendered == derived and len(rendered) == 5
+
+
+def test_validate_names_a_broken_json_template(repo_copy):
+    edit(repo_copy, "infrastructure/aws/s3/versioning.json", '"Status": "Enabled"', '"Status": "Enabled",')
+    assert aws_errors(repo_copy) == [
+        "infrastructure/aws/s3/versioning.json: (JSON): line 3, column 1: broken JSON: Expecting property name "
+        "enclosed in double quotes"]
+
+
+def test_validate_names_a_template_variable_missing_from_cluster_vars(repo_copy):
+    edit(repo_copy, "infrastructure/aws/iam/task-logs.json", "${logs_bucket}/task-logs", "${log_bucket}/task-logs")
+    assert aws_errors(repo_copy) == [
+        "infrastructure/aws/iam/task-logs.json: (template): (file): variable ${log_bucket} has no value in "
+        "clusters/eks/cluster-vars.yaml"]
+
+
+def test_validate_rejects_a_data_action_on_star(repo_copy):
+    edit(repo_copy, "infrastructure/aws/iam/db-backups.json", '"arn:aws:s3:::${backups_bucket}/airflow-db/*"', '"*"')
+    assert aws_errors(repo_copy) == [
+        "infrastructure/aws/iam/db-backups.json: IAM policy db-backups: Statement WriteAndPruneBackupsOfAirflowDb: "
+        "grants a data action on a `*` resource: scope it to one bucket, prefix or secret"]
 
 
 # --- IAM policies --------------------------------------------------------------------------------------

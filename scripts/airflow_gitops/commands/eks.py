@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from airflow_gitops import eksplan
+from airflow_gitops import aws, eksplan
 from airflow_gitops.eksplan import Cmd, Context, Local, Step
 from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import RenderError
@@ -131,14 +131,11 @@ def _run(args, started: float) -> int:
 def secret_of(settings: Settings, cluster: str) -> tuple[str, list[str]]:
     """The one Secrets Manager secret the cluster's ExternalSecrets read, and the JSON keys their templates use."""
     state = render_cluster(settings, cluster, charts=False)
-    names, keys = set(), []
+    names, keys = aws.secret_names(state), []
     for r in state.resources:
-        if r.kind != "ExternalSecret":
-            continue
-        spec = r.obj.get("spec") or {}
-        names |= {str((e.get("extract") or {}).get("key")) for e in spec.get("dataFrom") or [] if e.get("extract")}
-        names |= {str((e.get("remoteRef") or {}).get("key")) for e in spec.get("data") or []}
-        keys += TEMPLATE_KEY.findall(json.dumps(((spec.get("target") or {}).get("template") or {}).get("data") or {}))
+        if r.kind == "ExternalSecret":
+            template = (((r.obj.get("spec") or {}).get("target") or {}).get("template") or {}).get("data") or {}
+            keys += TEMPLATE_KEY.findall(json.dumps(template))
     if len(names) != 1:
         raise Stop(f"the ExternalSecrets of clusters/{cluster} read {sorted(names) or 'no secret'}; eks up makes "
                    "exactly one Secrets Manager secret")
