@@ -216,6 +216,31 @@ def policy_file_findings(config: dict[str, Any], file: str, repo: Path, variable
     return findings
 
 
+def node_pool_findings(config: dict[str, Any], file: str, state: ClusterState) -> list[Finding]:
+    """On Auto Mode, a Karpenter NodePool must use Auto Mode's NodeClass API (eks.amazonaws.com): there is
+    no self-managed Karpenter to read an EC2NodeClass. Its name is Auto Mode's `default` or a NodeClass in Git."""
+    if not (config.get("autoModeConfig") or {}).get("enabled"):
+        return []
+    declared = {"default"} | {r.name for r in state.resources if r.kind == "NodeClass"
+                              and r.api_version.startswith("eks.amazonaws.com/")}
+    findings = []
+    for r in state.resources:
+        if r.kind != "NodePool" or not r.api_version.startswith("karpenter.sh/"):
+            continue
+        ref = ((((r.obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeClassRef")) or {}
+        where = "spec.template.spec.nodeClassRef"
+        if (ref.get("group"), ref.get("kind")) != ("eks.amazonaws.com", "NodeClass"):
+            findings.append(Finding(ERROR, r.location, r.ref, where,
+                                    f"{ref.get('group')}/{ref.get('kind')} is not EKS Auto Mode's node class API "
+                                    f"(eks.amazonaws.com/NodeClass), and {file} enables Auto Mode: no node would "
+                                    "be launched", "aws-config"))
+        elif ref.get("name") not in declared:
+            findings.append(Finding(ERROR, r.location, r.ref, f"{where}.name",
+                                    f"NodeClass {ref.get('name')!r} is neither Auto Mode's `default` nor declared "
+                                    "in this cluster", "aws-config"))
+    return findings
+
+
 def outside_flux_findings(git_resources: list[Resource], repo: Path) -> list[Finding]:
     """Flux must never apply the AWS configuration: a Kustomization whose path holds infrastructure/aws would
     (a folder without kustomization.yaml gets every YAML file below it)."""
@@ -282,6 +307,7 @@ def validate_aws(repo: Path, cluster: str, state: ClusterState, schema_folder: P
     findings += metadata_findings(config, file, state.variables, cluster)
     findings += identity_findings(config, file, state, state.variables, values_file_of)
     findings += policy_file_findings(config, file, repo, state.variables)
+    findings += node_pool_findings(config, file, state)
     return findings
 
 

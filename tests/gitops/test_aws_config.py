@@ -134,6 +134,29 @@ def test_an_attached_policy_must_be_a_file_of_the_repository(repo_copy):
         "file infrastructure/aws/iam/<name>.json: eks-up creates only the policies in that folder")
 
 
+def test_the_node_pool_uses_auto_modes_default_node_class():
+    pool = render("eks").find("NodePool", "high-cpu")
+    assert pool.obj["spec"]["template"]["spec"]["nodeClassRef"] == {
+        "group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+
+
+def test_a_node_pool_for_self_managed_karpenter_fails_on_auto_mode(repo_copy):
+    edit(repo_copy, "infrastructure/configs/eks/node-pools.yaml",
+         "        group: eks.amazonaws.com\n        kind: NodeClass\n",
+         "        group: karpenter.k8s.aws\n        kind: EC2NodeClass\n")
+    assert aws_errors(repo_copy) == [
+        "infrastructure/configs/eks/node-pools.yaml: NodePool high-cpu: spec.template.spec.nodeClassRef: "
+        "karpenter.k8s.aws/EC2NodeClass is not EKS Auto Mode's node class API (eks.amazonaws.com/NodeClass), and "
+        f"{CONFIG} enables Auto Mode: no node would be launched"]
+
+
+def test_a_node_pool_naming_an_unknown_node_class_fails(repo_copy):
+    edit(repo_copy, "infrastructure/configs/eks/node-pools.yaml", "        name: default\n", "        name: fast\n")
+    assert aws_errors(repo_copy) == [
+        "infrastructure/configs/eks/node-pools.yaml: NodePool high-cpu: spec.template.spec.nodeClassRef.name: "
+        "NodeClass 'fast' is neither Auto Mode's `default` nor declared in this cluster"]
+
+
 def test_flux_must_not_apply_the_aws_folder(repo_copy):
     edit(repo_copy, "clusters/eks/infrastructure.yaml", "path: ./infrastructure/configs/eks", "path: ./infrastructure")
     assert [line for line in aws_errors(repo_copy) if "aws-outside" in line or "covers" in line] == [
