@@ -235,8 +235,9 @@ def down_plan(ctx: Context, delete_backups: bool, delete_volumes: Callable[[dict
             Cmd(["kubectl", "get", "pv", "-o", "jsonpath={range .items[*]}{.spec.csi.volumeHandle}{\"\\n\"}{end}"],
                 capture="volumes"),
             Cmd(["eksctl", "delete", "cluster", "-f", f"{work}/cluster.yaml", "--wait"]),
-            Local("delete each retained EBS volume listed above: aws ec2 delete-volume --region "
-                  f"{region} --volume-id <id>", delete_volumes),
+            Local(f"wait until the volumes listed above are detached (aws ec2 wait volume-available --region {region} "
+                  f"--volume-ids <ids>), then delete each (aws ec2 delete-volume --region {region} --volume-id <id>)",
+                  delete_volumes),
         ])]
     for name in iam_policy_names(ctx.repo):
         arn = ctx.policy_arn(name)

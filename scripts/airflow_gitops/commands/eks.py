@@ -264,9 +264,13 @@ def _push_first(ctx: Context, changed: list[str]) -> str:
 
 
 def delete_volumes(ctx: Context, captured: dict[str, str], started: float) -> None:
-    for volume in captured.get("volumes", "").split():
-        print(f"  $ aws ec2 delete-volume --region {ctx.region} --volume-id {volume}")
-        _call(["aws", "ec2", "delete-volume", "--region", ctx.region, "--volume-id", volume], started)
+    volumes = captured.get("volumes", "").split()
+    if not volumes:
+        return
+    # Auto Mode terminates the nodes after the cluster is gone; a volume detaches only then.
+    _run_shown(["aws", "ec2", "wait", "volume-available", "--region", ctx.region, "--volume-ids", *volumes], started)
+    for volume in volumes:
+        _run_shown(["aws", "ec2", "delete-volume", "--region", ctx.region, "--volume-id", volume], started)
 
 
 def empty_bucket(ctx: Context, bucket: str, started: float) -> None:
