@@ -9,7 +9,7 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down clean
+.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -79,6 +79,12 @@ kind-smoke: ## Wait for the release on kind and run a DAG through the Kubernetes
 
 kind-down: ## Delete the kind cluster
 	kind delete cluster --name airflow-gitops
+
+eks-up: setup ## EKS: create or update cluster, buckets, IAM, secret, budget; bootstrap Flux (ARGS=--dry-run)
+	$(GITOPS) eks up $(ARGS)
+
+eks-down: setup ## EKS: list, confirm, delete what eks-up made; keeps backups (ARGS="--yes --delete-backups --dry-run")
+	$(GITOPS) eks down $(ARGS)
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

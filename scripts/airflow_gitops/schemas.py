@@ -40,6 +40,8 @@ PINNED_SCHEMA_URLS = {
     **{f"external-secrets-v2.9/external-secrets.io_{kind}.yaml":
        f"https://raw.githubusercontent.com/external-secrets/external-secrets/helm-chart-2.9.0/config/crds/bases/external-secrets.io_{kind}.yaml"
        for kind in ("externalsecrets", "secretstores", "clustersecretstores")},
+    "eksctl-v0.230/clusterconfig.schema.json":
+        "https://raw.githubusercontent.com/eksctl-io/eksctl/v0.230.0/pkg/apis/eksctl.io/v1alpha5/assets/schema.json",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import bypass_policies, live_state, pod_security, policies, schemas, sops
+from airflow_gitops import aws, bypass_policies, live_state, pod_security, policies, schemas, sops, storage
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -62,6 +62,10 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     report.findings += pod_security.namespace_labels(
         state.resources, {r.namespace for r in state.releases if r.helmrelease.name == config.airflow_release})
     report.findings += bypass_policies.check_cluster(settings, cluster, state, checked, config)
+    report.findings += storage.storage_classes(state.resources, state.releases, state.variables,
+                                               lambda release, path: schemas.values_file_of(release, path, settings.repo))
+    report.findings += aws.validate_aws(settings.repo, cluster, state, folder,
+                                        lambda release, path: schemas.values_file_of(release, path, settings.repo))
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:
