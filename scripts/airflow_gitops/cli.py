@@ -15,6 +15,9 @@ SUBCOMMANDS = {
     "bench": "Timings of render/validate, DAG parse times and the push-to-live latencies the manifests imply.",
     "dev": "Run Airflow 3.3 locally on dags/ (LocalExecutor) at http://localhost:8080.",
     "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
+    "status": "Live cluster: Flux objects, Airflow pods, the release's last Helm revisions.",
+    "reconcile": "Live cluster: reconcile every Flux Kustomization with its source, in dependsOn order.",
+    "rollback": "Roll back a deploy commit by revert; an Airflow downgrade in two steps (schema first).",
 }
 
 
