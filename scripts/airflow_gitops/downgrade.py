@@ -38,7 +38,9 @@ BACKUP_FILE = "infrastructure/backups/{cluster}/airflow-version-backup.yaml"
 BACKUP_FILE_HEADER = """\
 # At most one Backup: the one taken before the latest Airflow version change. Its name records the change,
 # so a new change is a new object (a Backup runs once), and replacing it prunes only the object: the backup
-# itself stays in the object store under the ObjectStore's retention policy. Written by `airflow-gitops rollback`
+# itself stays in the object store under the ObjectStore's retention policy (CloudNativePG puts no finalizer on
+# Backups; when retention later drops that backup, CloudNativePG deletes the object and Flux recreates it: one more
+# backup, harmless). Written by `airflow-gitops rollback`
 # (step 1), or by hand in an upgrade pull request from the YAML that `validate --base` prints.
 """
 # The chart's Deployments/StatefulSets of Airflow components; worker pods are started only by the scheduler.
