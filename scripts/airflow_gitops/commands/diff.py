@@ -98,6 +98,8 @@ def version_report(base: Settings, head: Settings, cluster: str, ref: str) -> li
     """What the change does to Airflow's version and schema, and what rolling it back will take."""
     from airflow_gitops.downgrade import analyse
 
+    if not all((tree.repo / "clusters" / cluster).is_dir() for tree in (base, head)):
+        return []
     change = analyse(base, head, cluster, ref)
     return [f"{cluster}: {change.describe('<this commit>')}", *(f"{cluster}: {f}" for f in change.findings)]
 

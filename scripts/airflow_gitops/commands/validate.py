@@ -25,6 +25,9 @@ def version_change(settings: Settings, cluster: str, ref: str):
     from airflow_gitops.downgrade import analyse
 
     with base_tree(settings, ref) as base:
+        if not (base.repo / "clusters" / cluster).is_dir():
+            print(f"{cluster}: a new cluster (not in {ref}): no Airflow version change to check")
+            return []
         change = analyse(base, settings, cluster, ref)
     print(f"{cluster}: {change.describe('<this commit>')}")
     return change.findings
