@@ -61,8 +61,8 @@ status: setup ## Flux objects, Airflow pods and the release's last Helm revision
 reconcile: setup ## Reconcile CLUSTER's Flux Kustomizations with their source, in dependsOn order
 	$(GITOPS) reconcile $(CLUSTER) $(if $(DRY_RUN),--dry-run)
 
-rollback: setup ## Roll back deploy commit SHA (default: the last); an Airflow downgrade in two steps
-	$(GITOPS) rollback $(SHA) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+rollback: setup ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
+	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
 
 kind-up: ## Create a kind cluster and let Flux deploy clusters/kind from Git
 	bash scripts/kind-up.sh

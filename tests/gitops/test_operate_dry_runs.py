@@ -116,7 +116,36 @@ def test_rollback_refuses_a_dirty_tree(capsys, bumped):
     assert "working tree has changes" in capsys.readouterr().err
 
 
-def test_make_passes_dry_run_through():
-    out = subprocess.run(["make", "-n", "rollback", "SHA=abc", "DRY_RUN=1"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[2], timeout=60).stdout
-    assert "rollback abc --namespace airflow --release airflow --dry-run" in out
+def make_n(*args: str) -> str:
+    """The commands make would run (printed, none run), with whitespace runs made single spaces."""
+    out = subprocess.run(["make", "-n", *args], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    return " ".join(out.split())
+
+
+def test_make_passes_sha_cluster_and_dry_run_through():
+    assert "rollback abc --cluster eks --namespace airflow --release airflow --dry-run" in \
+        make_n("rollback", "SHA=abc", "CLUSTER=eks", "DRY_RUN=1")
+    # CLUSTER's Makefile default (kind) is not a statement about the live cluster: the tool works it out or asks.
+    assert "airflow-gitops rollback --namespace airflow --release airflow" in make_n("rollback")
+    assert "reconcile eks --dry-run" in make_n("reconcile", "CLUSTER=eks", "DRY_RUN=1")
+    assert "status --namespace airflow --release airflow --dry-run" in make_n("status", "DRY_RUN=1")
+
+
+def test_a_plain_revert_keeps_the_backup_the_reverted_commit_replaced(capsys, bumped):
+    backup = "infrastructure/backups/eks/airflow-version-backup.yaml"
+    (bumped / backup).write_text("apiVersion: postgresql.cnpg.io/v1\nkind: Backup\nmetadata:\n  name: newer\n"
+                                 "  namespace: airflow\nspec:\n  cluster:\n    name: airflow-db\n")
+    git(bumped, "commit", "-qam", "a backup record")
+    head = git(bumped, "rev-parse", "HEAD").strip()
+    lines = run_lines(dry_run(capsys, "rollback", head, "--repo", str(bumped), "--cluster", "eks"))
+    assert lines[:3] == [f"git revert --no-commit {head}", f"git checkout HEAD -- {backup}", "git commit --no-edit"]
+
+
+def test_a_revert_that_raises_airflow_on_eks_writes_a_backup(capsys, bumped):
+    values = bumped / "charts-values/airflow/common.yaml"
+    values.write_text(values.read_text().replace('"3.3.2"', '"3.3.1"'))
+    git(bumped, "commit", "-qam", "Airflow 3.3.1")
+    lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "eks")
+    assert "write infrastructure/backups/eks/airflow-version-backup.yaml:" in lines
+    assert "    |   name: airflow-db-airflow-3-3-1-to-3-3-2" in lines

@@ -40,3 +40,10 @@ def test_a_release_carries_the_head_of_the_newest_listed_release_below_it():
 def test_a_release_newer_than_the_table_is_unknown_and_counts_as_differing():
     assert airflow_versions.migration_head("9.0.0") is None
     assert airflow_versions.heads_differ("3.3.2", "9.0.0")
+
+
+def test_render_validate_and_diff_do_not_import_airflow():
+    code = ("import sys; import airflow_gitops.commands.validate, airflow_gitops.commands.diff, "
+            "airflow_gitops.commands.rollback, airflow_gitops.downgrade; "
+            "sys.exit(1 if any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

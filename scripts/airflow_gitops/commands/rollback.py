@@ -139,10 +139,16 @@ def plan(settings: Settings, commit: str, cluster: str | None, remote: str, bran
             *wait_release_ready(namespace, release)]
     revert = ["git", "revert", "--no-commit", *(["-m", "1"] if len(parents) > 1 else []), sha]
 
+    # A revert never brings back an older Backup (it would run again): the backup files stay as HEAD has them,
+    # unless this rollback writes a new one.
+    reverted_files = set(git(repo, "diff", "--name-only", f"{sha}^1", sha).split())
+    backup_paths = [downgrade.BACKUP_FILE.format(cluster=c) for c in sorted(backs_up)]
+    keep_backups = [Run(["git", "checkout", "HEAD", "--", path]) for path in backup_paths if path in reverted_files]
+
     down = [c for c in changes if c.two_steps]
     if not down:
         actions: list[Action] = [Note("one step: a plain revert (no schema to move back)")]
-        actions.append(Run(revert, resolves_conflicts_in=[downgrade.BACKUP_FILE.format(cluster=c) for c in backs_up]))
+        actions += [Run(revert, resolves_conflicts_in=backup_paths), *keep_backups]
         raised = [c for c in changes if airflow_versions.compare(c.old, c.new) > 0 and c.cluster in backs_up]
         actions += _backup_writes(raised, databases)
         if raised:
@@ -171,8 +177,9 @@ def plan(settings: Settings, commit: str, cluster: str | None, remote: str, bran
         *push,
         Note(f"step 2 of 2: the revert of {sha[:12]}, with the layer emptied again and step 1's Backup kept"),
         *wait_migrate_job_gone(namespace, release),
-        Run(revert, resolves_conflicts_in=[downgrade.LAYER, *backup_files]),
+        Run(revert, resolves_conflicts_in=[downgrade.LAYER, *backup_paths]),
         *(Run(["git", "checkout", "HEAD", "--", path]) for path in backup_files),
+        *(action for action in keep_backups if action.argv[-1] not in backup_files),
         Write(downgrade.LAYER, _layer_at(repo, f"{sha}^1")),
         Run(["git", "add", downgrade.LAYER]),
         Run(["git", "commit", "-m", step2, "-m", f"This reverts commit {sha}.\n\n{body}"]),
