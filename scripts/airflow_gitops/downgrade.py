@@ -219,6 +219,11 @@ def analyse(base: Settings, head: Settings, cluster: str, base_ref: str, release
             f"\"Can't locate revision\"). Only {change.old}'s code can downgrade it: run `make rollback SHA={hint}`, "
             f"which commits step 1 (stop Airflow, back up, downgrade to {change.new}) before this revert; "
             f"the base {base_ref} is not that step 1", "airflow-downgrade"))
+    if change.direction < 0 and change.base.layer_target == change.new and change.head.layer_target:
+        change.findings.append(Finding(
+            ERROR, LAYER, change.head.release, "migrateDatabaseJob.args",
+            f"step 2 of the rollback to {change.new} must empty this layer again (`{{}}`): left as it is, every "
+            "Airflow component stays at 0 replicas", "airflow-downgrade"))
     takes_backup = (change.direction > 0
                     or (change.direction == 0 and change.head.layer_target and not change.base.layer_target))
     if takes_backup and cluster in backup_clusters(head.repo):

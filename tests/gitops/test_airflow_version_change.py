@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops.cli import main
-from airflow_gitops.downgrade import BACKUP_FILE, LAYER, step1_layer
+from airflow_gitops.downgrade import BACKUP_FILE, LAYER, LAYER_EMPTY, step1_layer
 
 from tests.gitops.test_rollback_and_diff import git
 
@@ -63,9 +63,21 @@ def test_the_revert_passes_when_the_base_is_step_1_for_that_version(capsys, on):
     (repo / LAYER).write_text(step1_layer("3.3.2", "3.2.2", "0" * 40))
     git(repo, "commit", "-qam", "step 1")
     set_version(repo, "3.2.2")
+    (repo / LAYER).write_text(LAYER_EMPTY)
     code, out = validate(capsys, repo, "kind")
-    assert "airflowVersion: lowers" not in out
+    assert "airflowVersion: lowers" not in out and "must empty this layer" not in out
     assert "step 2 of a rollback" in out
+
+
+def test_step_2_must_empty_the_layer(capsys, on):
+    repo = on("3.3.2")
+    (repo / LAYER).write_text(step1_layer("3.3.2", "3.2.2", "0" * 40))
+    git(repo, "commit", "-qam", "step 1")
+    set_version(repo, "3.2.2")
+    code, out = validate(capsys, repo, "kind")
+    assert code == 1
+    assert (f"kind: {LAYER}: HelmRelease airflow/airflow: migrateDatabaseJob.args: step 2 of the rollback to 3.2.2 "
+            "must empty this layer again") in out
 
 
 def test_step_1_for_another_version_does_not_count(capsys, on):

@@ -61,7 +61,8 @@ def run_lines(lines: list[str]) -> list[str]:
 def test_rollback_dry_run_of_a_schema_changing_bump_is_two_steps_and_runs_nothing(capsys, bumped):
     head = git(bumped, "rev-parse", "HEAD").strip()
     lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "eks")
-    wait_job = "kubectl wait --for=delete job/airflow-run-airflow-migrations -n airflow --timeout=10m"
+    wait_job = ("kubectl wait --for=delete job/airflow-run-airflow-migrations job/airflow-create-user -n airflow "
+                "--timeout=10m")
     chain = [reconcile(n) for n in ("flux-system", "infra-controllers", "infra-configs", "db-backup", "apps")]
     push = ["git push origin HEAD:main", *chain,
             "kubectl wait --for=condition=Ready helmrelease/airflow -n airflow --timeout=60m"]

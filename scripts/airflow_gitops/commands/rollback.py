@@ -26,7 +26,7 @@ from airflow_gitops.operate import (
     kustomization_chain,
     reconcile_plan,
     run_or_print,
-    wait_migrate_job_gone,
+    wait_jobs_gone,
     wait_release_ready,
 )
 from airflow_gitops.settings import Settings, add_common_options
@@ -169,14 +169,14 @@ def plan(settings: Settings, commit: str, cluster: str | None, remote: str, bran
     actions = [
         Note(f"step 1 of 2: keep Airflow {new_version}'s image, stop every component, back up, and let the migrate "
              f"Job run `airflow db downgrade --to-version {old_version} -y` with {new_version}'s code"),
-        *wait_migrate_job_gone(namespace, release),
+        *wait_jobs_gone(namespace, release),
         Write(downgrade.LAYER, downgrade.step1_layer(new_version, old_version, sha)),
         *_backup_writes([c for c in down if c.cluster in backs_up], databases),
         Run(["git", "add", downgrade.LAYER, *backup_files]),
         Run(["git", "commit", "-m", step1, "-m", body]),
         *push,
         Note(f"step 2 of 2: the revert of {sha[:12]}, with the layer emptied again and step 1's Backup kept"),
-        *wait_migrate_job_gone(namespace, release),
+        *wait_jobs_gone(namespace, release),
         Run(revert, resolves_conflicts_in=[downgrade.LAYER, *backup_paths]),
         *(Run(["git", "checkout", "HEAD", "--", path]) for path in backup_files),
         *(action for action in keep_backups if action.argv[-1] not in backup_files),
