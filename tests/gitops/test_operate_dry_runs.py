@@ -150,3 +150,10 @@ def test_a_revert_that_raises_airflow_on_eks_writes_a_backup(capsys, bumped):
     lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "eks")
     assert "write infrastructure/backups/eks/airflow-version-backup.yaml:" in lines
     assert "    |   name: airflow-db-airflow-3-3-1-to-3-3-2" in lines
+
+
+def test_rollback_refuses_a_branch_that_flux_does_not_follow(capsys, bumped):
+    git(bumped, "checkout", "-qb", "feature")
+    assert main(["rollback", "--repo", str(bumped), "--cluster", "eks", "--dry-run"]) == 2
+    assert "Flux on eks follows 'main'" in capsys.readouterr().err
+    assert main(["rollback", "--repo", str(bumped), "--cluster", "eks", "--branch", "main", "--dry-run"]) == 0

@@ -213,6 +213,16 @@ def _layer_at(repo: Path, ref: str) -> str:
     return shown.stdout if shown.returncode == 0 else downgrade.LAYER_EMPTY
 
 
+def current_branch(settings: Settings, cluster: str | None) -> str:
+    """The checked-out branch, which must be the one Flux follows (`git_branch` in cluster-vars) unless --branch."""
+    branch = git(settings.repo, "rev-parse", "--abbrev-ref", "HEAD")
+    followed = render_cluster(settings, cluster, charts=False).variables.get("git_branch") if cluster else None
+    if followed and "${" not in followed and branch != followed:
+        raise Refused(f"the checked-out branch is {branch!r}, but Flux on {cluster} follows {followed!r} "
+                      "(cluster-vars git_branch): check out that branch, or name the branch with --branch")
+    return branch
+
+
 def run(args) -> int:
     settings = Settings.from_args(args)
     repo = settings.repo
@@ -221,7 +231,7 @@ def run(args) -> int:
         if dirty:
             raise Refused("the working tree has changes; commit or stash them first:\n" + dirty)
         commit = args.commit or last_deploy_commit(settings)
-        branch = args.branch or git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+        branch = args.branch or current_branch(settings, args.cluster)
         summary, actions = plan(settings, commit, args.cluster, args.remote, branch, args.namespace, args.release)
     except (Refused, RenderError) as error:
         warn(f"error: {error}")
