@@ -9,7 +9,7 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down clean
+.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down status reconcile rollback clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,16 @@ dev: setup ## Run Airflow 3.3 locally on dags/ at http://localhost:8080
 
 port-forward: ## Reach the cluster's Airflow UI at http://localhost:8080
 	kubectl port-forward svc/$(RELEASE)-api-server 8080:8080 -n $(NAMESPACE)
+
+# Operate a live cluster (README "Operate"). DRY_RUN=1 prints the exact commands and runs none.
+status: setup ## Flux objects, Airflow pods and the release's last Helm revisions
+	$(GITOPS) status --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+
+reconcile: setup ## Reconcile CLUSTER's Flux Kustomizations with their source, in dependsOn order
+	$(GITOPS) reconcile $(CLUSTER) $(if $(DRY_RUN),--dry-run)
+
+rollback: setup ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
+	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
 
 kind-up: ## Create a kind cluster and let Flux deploy clusters/kind from Git
 	bash scripts/kind-up.sh

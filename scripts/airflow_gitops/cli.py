@@ -17,6 +17,9 @@ SUBCOMMANDS = {
     "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
     "flux-build": "The tool's build of one Flux Kustomization in `flux build`'s shape, to compare with the Flux CLI.",
     "eks": "Stand up (idempotent) or tear down the AWS side of clusters/eks and bootstrap Flux; --dry-run calls nothing.",
+    "status": "Live cluster: Flux objects, Airflow pods, the release's last Helm revisions.",
+    "reconcile": "Live cluster: reconcile every Flux Kustomization with its source, in dependsOn order.",
+    "rollback": "Roll back a deploy commit by revert; an Airflow downgrade in two steps (schema first).",
 }
 
 

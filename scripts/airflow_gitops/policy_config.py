@@ -34,6 +34,7 @@ KEYS: dict[str, Key] = {
     "allowed-image-registries": Key("list", "registry/namespace prefixes every rendered image must come from"),
     "airflow-image-repositories": Key("list", "repositories of Airflow's own images (tag = the tested Airflow)"),
     "dags-repositories": Key("list", "Git URLs git-sync may take DAGs from"),
+    "backup-before-airflow-change": Key("clusters", "clusters that take a CloudNativePG Backup before an Airflow version change"),
     "exemptions": Key("table", "per cluster-list key: {cluster = \"reason\"} for clusters the list leaves out"),
 }
 

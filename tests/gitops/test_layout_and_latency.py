@@ -16,7 +16,11 @@ def kustomizations(cluster: str) -> dict[str, dict]:
 def test_infrastructure_first_then_apps_chained_by_depends_on(cluster):
     ks = kustomizations(cluster)
     assert ks["infra-configs"]["spec"]["dependsOn"] == [{"name": "infra-controllers"}]
-    assert ks["apps"]["spec"]["dependsOn"] == [{"name": "infra-configs"}]
+    # Where Airflow version changes are backed up first (eks), the backup Kustomization sits in between.
+    before_apps = "db-backup" if "db-backup" in ks else "infra-configs"
+    assert ks["apps"]["spec"]["dependsOn"] == [{"name": before_apps}]
+    if "db-backup" in ks:
+        assert ks["db-backup"]["spec"]["dependsOn"] == [{"name": "infra-configs"}]
     assert "dependsOn" not in ks["infra-controllers"]["spec"]
 
 

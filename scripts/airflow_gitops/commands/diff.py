@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -73,6 +75,14 @@ def checkout(repo: Path, ref: str, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
+@contextmanager
+def base_tree(settings: Settings, ref: str) -> Iterator[Settings]:
+    """Settings for the tree at `ref`, checked out into a temporary folder: shared by `diff` and `validate --base`."""
+    with tempfile.TemporaryDirectory(prefix="airflow-gitops-base-") as tmp:
+        checkout(settings.repo, ref, Path(tmp))
+        yield Settings(Path(tmp), settings.schemas_dir, settings.local_charts, settings.cache_dir)
+
+
 def unified(base: dict[str, str], head: dict[str, str], ref: str) -> list[str]:
     lines: list[str] = []
     for name in sorted(set(base) | set(head)):
@@ -85,16 +95,26 @@ def unified(base: dict[str, str], head: dict[str, str], ref: str) -> list[str]:
     return lines
 
 
+def version_report(base: Settings, head: Settings, cluster: str, ref: str) -> list[str]:
+    """What the change does to Airflow's version and schema, and what rolling it back will take."""
+    from airflow_gitops.downgrade import analyse
+
+    if not all((tree.repo / "clusters" / cluster).is_dir() for tree in (base, head)):
+        return []
+    change = analyse(base, head, cluster, ref)
+    return [f"{cluster}: {change.describe('<this commit>')}", *(f"{cluster}: {f}" for f in change.findings)]
+
+
 def run(args) -> int:
     settings = Settings.from_args(args)
     try:
         head = rendered_objects(settings, args.cluster)
-        with tempfile.TemporaryDirectory(prefix="airflow-gitops-base-") as tmp:
-            checkout(settings.repo, args.base, Path(tmp))
-            base_settings = Settings(Path(tmp), settings.schemas_dir, settings.local_charts, settings.cache_dir)
+        with base_tree(settings, args.base) as base_settings:
             base = rendered_objects(base_settings, args.cluster)
             # A weakened policy changes no rendered object: say it first, where the reviewer reads.
-            changes = [f"{finding}\n" for finding in policy_config_changes(Path(tmp), settings.repo)]
+            changes = [f"{finding}\n" for finding in policy_config_changes(base_settings.repo, settings.repo)]
+            for line in version_report(base_settings, settings, args.cluster, args.base):
+                warn(line)
     except RenderError as error:
         warn(f"error: {error}")
         return 2

@@ -15,6 +15,22 @@ def configure(parser) -> None:
     add_cluster_argument(parser, allow_all=True)
     parser.add_argument("--require-charts", action="store_true",
                         help="a HelmRelease whose chart cannot be had is an error (use where the network is)")
+    parser.add_argument("--base", metavar="REF",
+                        help="also check the change from REF (e.g. origin/main): Airflow version, schema, backup")
+
+
+def version_change(settings: Settings, cluster: str, ref: str):
+    """Findings of the Airflow version change from `ref`; its summary goes to stdout with the rest."""
+    from airflow_gitops.commands.diff import base_tree
+    from airflow_gitops.downgrade import analyse
+
+    with base_tree(settings, ref) as base:
+        if not (base.repo / "clusters" / cluster).is_dir():
+            print(f"{cluster}: a new cluster (not in {ref}): no Airflow version change to check")
+            return []
+        change = analyse(base, settings, cluster, ref)
+    print(f"{cluster}: {change.describe('<this commit>')}")
+    return change.findings
 
 
 def run(args) -> int:
@@ -24,6 +40,8 @@ def run(args) -> int:
     for cluster in clusters_of(settings, args.cluster):
         try:
             report = validate_cluster(settings, cluster, index=index, require_charts=args.require_charts)
+            if args.base:
+                report.findings += version_change(settings, cluster, args.base)
         except RenderError as error:
             print(f"{cluster}: error: {error}")
             failed = True

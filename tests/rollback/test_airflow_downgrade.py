@@ -1,0 +1,198 @@
+"""Issue 7.1 on real parts: PostgreSQL 15 and two real Airflow releases whose schemas differ.
+
+A = 3.2.2 (its own cached venv, tests/rollback/airflow_venvs.py), B = 3.3.2 (the project's venv). The downgrade
+command is not written here: it is the migrateDatabaseJob args that `airflow-gitops rollback` puts in step 1,
+read back from the values helm-controller would compose.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from airflow_gitops import airflow_versions
+from airflow_gitops.commands.rollback import plan
+from airflow_gitops.downgrade import LAYER, airflow_at
+from airflow_gitops.operate import Write
+from airflow_gitops.settings import Settings
+
+from tests.conftest import make_settings
+from tests.rollback.airflow_venvs import airflow_venv
+
+pytestmark = pytest.mark.postgres
+
+OLD, NEW = "3.2.2", "3.3.2"
+NEW_BIN = Path(sys.executable).parent
+TINY_DAG = '''
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+with DAG("survivor", start_date=datetime(2026, 1, 1), schedule=None):
+    EmptyOperator(task_id="noop")
+'''
+
+
+@pytest.fixture(scope="module")
+def old_bin() -> Path:
+    return airflow_venv(OLD) / "bin"
+
+
+@pytest.fixture
+def airflow(tmp_path_factory, pg_url):
+    """airflow(bin, *args): one Airflow CLI call of a given release against this test's fresh database."""
+    tmp_path = tmp_path_factory.mktemp("airflow")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "survivor.py").write_text(TINY_DAG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env |= {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(tmp_path / "logs")}
+
+    def call(bin_dir: Path, *args: str, timeout: float = 300, argv: list[str] | None = None):
+        home = tmp_path / f"home-{bin_dir.parent.name}"
+        home.mkdir(exist_ok=True)
+        run_env = env | {"AIRFLOW_HOME": str(home), "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+        return subprocess.run(argv or [str(bin_dir / "airflow"), *args], env=run_env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    call.env = env
+    call.home = lambda bin_dir: tmp_path / f"home-{bin_dir.parent.name}"
+    return call
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def alembic_version(pg_url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True,
+                   capture_output=True, timeout=60)
+
+
+def history(repo: Path, old: str, new: str) -> None:
+    """A repository whose last commit raises Airflow old -> new."""
+    values = repo / "charts-values/airflow/common.yaml"
+    values.write_text(values.read_text().replace(f'"{NEW}"', f'"{old}"'))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", f"Airflow {old}")
+    values.write_text(values.read_text().replace(f'"{old}"', f'"{new}"'))
+    git(repo, "commit", "-qam", f"Airflow {new}")
+
+
+def step1_migrate_args(repo: Path) -> list[str]:
+    """What the migrate Job runs in step 1: the tool's layer written into the tree, composed as Flux would."""
+    _, actions = plan(make_settings(repo), "HEAD", "kind", "origin", "main", "airflow", "airflow")
+    layer = next(a for a in actions if isinstance(a, Write) and a.path == LAYER)
+    (repo / LAYER).write_text(layer.text)
+    values = airflow_at(Settings(repo), "kind").state  # the composed values below, via the real HelmRelease
+    from airflow_gitops.helmrelease import compose
+    from airflow_gitops.sources import SourceIndex
+
+    hr = next(r for r in values.resources if r.kind == "HelmRelease" and r.name == "airflow")
+    composed = compose(values, SourceIndex(repo), hr).values
+    assert all(composed[c]["replicas"] == 0 for c in ("scheduler", "apiServer", "dagProcessor", "triggerer"))
+    return composed["migrateDatabaseJob"]["args"]
+
+
+def test_the_heads_really_differ_between_the_two_releases():
+    assert airflow_versions.heads_differ(OLD, NEW)
+
+
+def test_naive_revert_fails_as_on_the_cluster(airflow, old_bin, pg_url):
+    ok(airflow(old_bin, "db", "migrate"))
+    ok(airflow(NEW_BIN, "db", "migrate"))
+    assert alembic_version(pg_url) == airflow_versions.migration_head(NEW)
+    # The chart's wait-for-migrations init container, with A's image: times out.
+    check = airflow(old_bin, "db", "check-migrations", "-t", "5", timeout=120)
+    assert check.returncode != 0
+    assert airflow_versions.migration_head(NEW) in check.stdout + check.stderr
+    migrate = airflow(old_bin, "db", "migrate")
+    assert migrate.returncode != 0
+    assert "Can't locate revision" in migrate.stdout + migrate.stderr
+
+
+def start(airflow, bin_dir: Path, *args: str) -> subprocess.Popen:
+    home = airflow.home(bin_dir)
+    home.mkdir(exist_ok=True)
+    env = airflow.env | {"AIRFLOW_HOME": str(home), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    log = open(home / f"{args[0]}.log", "w")  # noqa: SIM115  (closed with the process)
+    return subprocess.Popen([str(bin_dir / "airflow"), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_step1_brings_the_database_back_and_the_old_release_starts(airflow, old_bin, pg_url, repo_copy):
+    ok(airflow(old_bin, "db", "migrate"))
+    ok(airflow(old_bin, "dags", "reserialize"))
+    ok(airflow(old_bin, "dags", "trigger", "survivor", "--run-id", "before_upgrade"))
+    ok(airflow(NEW_BIN, "db", "migrate"))
+    # B's dag-processor ran too: the serialized DAGs in the database are B's.
+    ok(airflow(NEW_BIN, "dags", "reserialize"))
+    ok(airflow(NEW_BIN, "dags", "trigger", "survivor", "--run-id", "during_upgrade"))
+
+    history(repo_copy, OLD, NEW)
+    args = step1_migrate_args(repo_copy)
+    # The migrate Job of step 1 runs B's image: B's airflow on PATH, the args exactly as rendered.
+    ok(airflow(NEW_BIN, argv=args, timeout=300))
+    assert alembic_version(pg_url) == airflow_versions.migration_head(OLD)
+
+    ok(airflow(old_bin, "db", "check-migrations", "-t", "30", timeout=120))
+    port = free_port()
+    components = [start(airflow, old_bin, "scheduler"), start(airflow, old_bin, "dag-processor"),
+                  start(airflow, old_bin, "api-server", "--port", str(port))]
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if airflow(old_bin, "jobs", "check", "--job-type", "SchedulerJob", timeout=60).returncode == 0:
+                break
+            time.sleep(3)
+        else:
+            pytest.fail(f"{OLD}'s scheduler never heartbeat: " + (airflow.home(old_bin) / "scheduler.log").read_text()[-3000:])
+        time.sleep(10)
+        for process, name in zip(components, ("scheduler", "dag-processor", "api-server"), strict=True):
+            assert process.poll() is None, f"{name} exited: " + (airflow.home(old_bin) / f"{name}.log").read_text()[-3000:]
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+    finally:
+        for process in components:
+            process.terminate()
+        for process in components:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    runs = ok(airflow(old_bin, "dags", "list-runs", "survivor", "-o", "plain"))
+    assert "before_upgrade" in runs and "during_upgrade" in runs
+    assert "survivor" in ok(airflow(old_bin, "dags", "list", "-o", "plain"))
+
+
+def test_equal_heads_plan_a_plain_revert_and_the_downgrade_is_a_no_op(airflow, pg_url, repo_copy):
+    history(repo_copy, "3.3.1", NEW)
+    summary, actions = plan(make_settings(repo_copy), "HEAD", "kind", "origin", "main", "airflow", "airflow")
+    assert not any(isinstance(a, Write) and a.path == LAYER for a in actions)
+    assert any("equal migration heads: no-op for the schema" in line for line in summary)
+    # With real Airflow: B's downgrade to a release of the same head leaves the schema where it is.
+    ok(airflow(NEW_BIN, "db", "migrate"))
+    before = alembic_version(pg_url)
+    result = airflow(NEW_BIN, "db", "downgrade", "--to-version", "3.3.1", "-y")
+    assert alembic_version(pg_url) == before == airflow_versions.migration_head("3.3.1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
