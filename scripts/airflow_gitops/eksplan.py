@@ -60,7 +60,8 @@ class Context:
     secret_name: str
     budget_email: str = ""
     budget_usd: str = "500"
-    partner_airflow_uri: str = ""
+    # Values of the Secrets Manager secret that only their owner can give (commands/eks.py PROVIDED).
+    provided: dict[str, str] = field(default_factory=dict)
 
     @property
     def region(self) -> str:

@@ -46,7 +46,10 @@ LOGS = f"airflow-gitops-eks-{ACCOUNT}-eu-west-1-task-logs"
 BACKUPS = f"airflow-gitops-eks-{ACCOUNT}-eu-west-1-db-backups"
 POLICY = f"arn:aws:iam::{ACCOUNT}:policy/airflow-gitops-eks"
 SECRET_KEYS = ["admin_password", "api_secret_key", "db_password", "fernet_key", "flux_webhook_token",
-               "git_ssh_key", "jwt_secret", "partner_airflow_uri", "pipelines_db_password"]
+               "git_ssh_key", "github_status_token", "jwt_secret", "partner_airflow_uri", "pipelines_db_password",
+               "slack_webhook_url"]
+# Given by their owner (options or environment), else placeholders: not random.
+PROVIDED_KEYS = ("partner_airflow_uri", "slack_webhook_url", "github_status_token")
 
 
 def bucket_settings(bucket: str) -> list[str]:
@@ -223,7 +226,7 @@ def test_the_secret_has_every_key_the_external_secrets_read_and_is_never_printed
     assert sorted(secret) == SECRET_KEYS
     assert Path(f"{fake_cli}.secret-mode").read_text().strip() == "600"
     assert secret["git_ssh_key"] == "PRIVATE-KEY\n"
-    generated = [v for k, v in secret.items() if k not in ("git_ssh_key", "partner_airflow_uri")]
+    generated = [v for k, v in secret.items() if k not in ("git_ssh_key", *PROVIDED_KEYS)]
     assert len(set(generated)) == len(generated) and all(len(v) >= 32 for v in generated)
     assert not [v for v in generated if v in output.out or v in output.err]
 
@@ -347,3 +350,15 @@ def test_down_deletes_old_policy_versions_before_the_policy(fake_cli, tmp_path, 
         f"aws iam delete-policy-version --policy-arn {POLICY}-task-logs --version-id v1",
         f"aws iam delete-policy-version --policy-arn {POLICY}-task-logs --version-id v2",
         f"aws iam delete-policy --policy-arn {POLICY}-task-logs"]
+
+
+def test_values_only_their_owner_has_come_from_the_environment_and_are_never_printed(fake_cli, tmp_path, capsys,
+                                                                                      repo_copy, monkeypatch):
+    webhook = "https://hooks.slack.com/services/T000/B000/" + "x" * 24
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", webhook)
+    run(["up", "--budget-email", "ops@example.com"], tmp_path / "work", repo_copy)
+    output = capsys.readouterr()
+    secret = json.loads(Path(f"{fake_cli}.secret").read_text())
+    assert secret["slack_webhook_url"] == webhook
+    assert webhook not in output.out + output.err
+    assert "github_status_token is a placeholder (--github-status-token or GITHUB_STATUS_TOKEN gives it)" in output.out

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_gitops import aws, eksplan
@@ -43,7 +44,30 @@ GENERATED = {
     "flux_webhook_token": lambda: secrets.token_hex(32),
 }
 FROM_FILES = {"git_ssh_key": "git-sync-key"}
-FROM_OPTIONS = {"partner_airflow_uri": "partner_airflow_uri"}
+
+
+@dataclass(frozen=True)
+class Provided:
+    """A value only its owner can give: from an option or its environment variable, else a placeholder to replace
+    in Secrets Manager (the ExternalSecret still syncs, so infra-configs becomes Ready)."""
+
+    env: str
+    help: str
+    placeholder: str
+
+    @property
+    def option(self) -> str:
+        return "--" + self.env.lower().replace("_", "-")
+
+
+PROVIDED = {
+    "partner_airflow_uri": Provided("PARTNER_AIRFLOW_URI", "connection airflow_remote, https://user:password@host",
+                                    "https://partner-airflow.invalid"),
+    "slack_webhook_url": Provided("SLACK_WEBHOOK_URL", "Slack incoming-webhook URL of the Flux alerts",
+                                  "https://hooks.slack.invalid/services/replace-me"),
+    "github_status_token": Provided("GITHUB_STATUS_TOKEN", "GitHub token allowed to set commit statuses on the "
+                                    "repository, for Flux's github Provider", "replace-me"),
+}
 TEMPLATE_KEY = re.compile(r"{{\s*\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -65,8 +89,9 @@ def configure(parser) -> None:
                     help="address of the budget alerts (env BUDGET_EMAIL)")
     up.add_argument("--budget-usd", default=os.environ.get("BUDGET_USD", "500"),
                     help="monthly budget in USD (env BUDGET_USD, default %(default)s)")
-    up.add_argument("--partner-airflow-uri", default=os.environ.get("PARTNER_AIRFLOW_URI", ""),
-                    help="connection airflow_remote, https://user:password@host (env PARTNER_AIRFLOW_URI)")
+    for key, provided in PROVIDED.items():
+        up.add_argument(provided.option, dest=key, default=os.environ.get(provided.env, ""),
+                        help=f"{provided.help} (env {provided.env}; default: a placeholder)")
     down.add_argument("--yes", action="store_true", help="delete without asking")
     down.add_argument("--delete-backups", action="store_true", help="delete the database-backups bucket too")
 
@@ -101,7 +126,7 @@ def _run(args, started: float) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"eks-{args.action}-")).resolve()
     ctx = Context(settings.repo, args.cluster, workdir, variables, account, secret_name,
                   budget_email=getattr(args, "budget_email", ""), budget_usd=getattr(args, "budget_usd", "500"),
-                  partner_airflow_uri=getattr(args, "partner_airflow_uri", ""))
+                  provided={key: getattr(args, key, "") for key in PROVIDED})
     eksplan.render_templates(ctx, cluster_only=args.action == "down")
     print(f"  # templates of {eksplan.aws.AWS_DIR} filled in under {workdir}")
     if args.action == "up":
@@ -139,10 +164,10 @@ def secret_of(settings: Settings, cluster: str) -> tuple[str, list[str]]:
     if len(names) != 1:
         raise Stop(f"the ExternalSecrets of clusters/{cluster} read {sorted(names) or 'no secret'}; eks up makes "
                    "exactly one Secrets Manager secret")
-    unknown = sorted(set(keys) - set(GENERATED) - set(FROM_FILES) - set(FROM_OPTIONS))
+    unknown = sorted(set(keys) - set(GENERATED) - set(FROM_FILES) - set(PROVIDED))
     if unknown:
         raise Stop(f"ExternalSecrets read keys {unknown} that eks up does not know how to make "
-                   "(scripts/airflow_gitops/commands/eks.py GENERATED)")
+                   "(scripts/airflow_gitops/commands/eks.py GENERATED or PROVIDED)")
     return names.pop(), sorted(set(keys))
 
 
@@ -230,15 +255,17 @@ def write_secret(ctx: Context, keys: list[str]) -> None:
         elif key in FROM_FILES:
             values[key] = (ctx.workdir / FROM_FILES[key]).read_text()
         else:
-            values[key] = getattr(ctx, FROM_OPTIONS[key]) or "https://partner-airflow.invalid"
+            values[key] = ctx.provided.get(key) or PROVIDED[key].placeholder
     path = ctx.workdir / "secret.json"
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         json.dump(values, file)
     print(f"  # git-sync's public key: add {ctx.workdir / 'git-sync-key.pub'} to the repository as a read-only "
           "deploy key (GitHub: Settings > Deploy keys)")
-    if not ctx.partner_airflow_uri and "partner_airflow_uri" in keys:
-        print("  # partner_airflow_uri is a placeholder; set it in Secrets Manager when the partner Airflow exists")
+    for key in keys:
+        if key in PROVIDED and not ctx.provided.get(key):
+            print(f"  # {key} is a placeholder ({PROVIDED[key].option} or {PROVIDED[key].env} gives it): "
+                  "replace it in Secrets Manager")
 
 
 def write_cluster_vars(ctx: Context) -> list[str]:
