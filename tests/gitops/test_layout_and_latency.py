@@ -52,7 +52,9 @@ def test_eks_flux_system_is_left_to_bootstrap_except_documented_patches():
     assert (folder / "gotk-components.yaml").read_text() == "", "written by flux bootstrap, never by hand"
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
-    assert {p["target"]["name"] for p in kustomization["patches"]} == {"kustomize-controller", "webhook-receiver"}
+    # Namespace flux-system: its Pod Security labels (README "Hardening").
+    assert {p["target"]["name"] for p in kustomization["patches"]} == {"kustomize-controller", "webhook-receiver",
+                                                                        "flux-system"}
 
 
 def test_overlays_hold_only_their_values_file():

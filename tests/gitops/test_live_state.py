@@ -188,7 +188,7 @@ def test_substitute_from_configmap_needs_the_watch_label(repo_copy):
     found = findings(repo_copy, "eks", "watch-label")
     assert found == [
         "clusters/eks/cluster-vars.yaml: ConfigMap flux-system/cluster-vars: metadata.labels[reconcile.fluxcd.io/watch]: "
-        "read by the Kustomizations apps, infra-configs, infra-controllers (spec.postBuild.substituteFrom): without "
+        "read by the Kustomizations apps, db-backup, infra-configs, infra-controllers (spec.postBuild.substituteFrom): without "
         "the label reconcile.fluxcd.io/watch: Enabled, a change to it reaches them only at their next interval (the "
         "commit that changes it may reconcile them before it is applied)"]
 
