@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_gitops import kustomize
+from airflow_gitops import containment, kustomize
 from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, RenderError, Resource, object_data, object_ref
 from airflow_gitops.settings import Settings
 from airflow_gitops.sources import SourceIndex
@@ -41,29 +41,36 @@ class ClusterState:
 
 
 def cluster_names(repo: Path) -> list[str]:
-    return sorted(p.name for p in (repo / "clusters").iterdir() if p.is_dir())
+    folder = repo / "clusters"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def render_cluster(settings: Settings, cluster: str, charts: bool = True, index: SourceIndex | None = None) -> ClusterState:
     """Every object Flux applies for clusters/<cluster>; with `charts`, each HelmRelease's chart objects too."""
     repo = settings.repo
-    root = repo / "clusters" / cluster
-    if not root.is_dir():
-        known = ", ".join(cluster_names(repo))
-        raise RenderError(f"no cluster folder clusters/{cluster} (clusters: {known})")
+    containment.check_cluster_name(cluster, cluster_names(repo))
     index = index or SourceIndex(repo)
     state = ClusterState(cluster)
     state.findings.extend(index.yaml_errors)
+    state.findings.extend(containment.outside_symlinks(repo))
+    with containment.Sandbox(repo) as sandbox:
+        _render_kustomizations(settings, index, state, sandbox)
+    if charts:
+        from airflow_gitops import helmrelease
 
+        state.releases = helmrelease.render_releases(settings, index, state)
+    return state
+
+
+def _render_kustomizations(settings: Settings, index: SourceIndex, state: ClusterState,
+                           sandbox: containment.Sandbox) -> None:
     # The bootstrap Kustomization (gotk-sync.yaml) applies clusters/<cluster> with no post-build step.
+    cluster = state.name
+    root = settings.repo / "clusters" / cluster
     root_applier = f"Kustomization flux-system/{BOOTSTRAP_SOURCE}"
-    try:
-        root_objects = kustomize.build(root)
-    except RenderError as error:
-        error.file = error.file or f"clusters/{cluster}"
-        error.object = error.object or root_applier
-        state.findings.append(error.as_finding("build"))
-        return state
+    root_objects = _build(settings, index, state, sandbox, root, {}, f"clusters/{cluster}", root_applier, "(root)")
+    if root_objects is None:
+        return
     for obj in root_objects:
         state.resources.append(Resource(obj, index.file_of(obj, f"clusters/{cluster}"), root_applier))
 
@@ -81,14 +88,30 @@ def render_cluster(settings: Settings, cluster: str, charts: bool = True, index:
         for ks in ready:
             pending.remove(ks)
             applied.add(f"{ks.namespace or 'flux-system'}/{ks.name}")
-            new = _apply_kustomization(settings, index, state, ks)
+            new = _apply_kustomization(settings, index, state, ks, sandbox)
             pending.extend(r for r in new if _is_kustomization(r.obj))
 
-    if charts:
-        from airflow_gitops import helmrelease
 
-        state.releases = helmrelease.render_releases(settings, index, state)
-    return state
+def _build(settings: Settings, index: SourceIndex, state: ClusterState, sandbox: containment.Sandbox, path: Path,
+           spec: dict[str, Any], file: str, applier: str, where: str) -> list[dict[str, Any]] | None:
+    """kustomize build of a repository folder, on the sandbox, once every read it would do is checked."""
+    checked = containment.check_build(settings.repo, path, applier, spec, file)
+    state.findings.extend(checked.findings)
+    rel_path = settings.rel(path)
+    broken = sorted(f.file for f in index.yaml_errors
+                    if f.file in checked.files or f.file.startswith(rel_path.rstrip("/") + "/"))
+    if broken:
+        state.findings.append(Finding(ERROR, file, applier, where, f"not built: it reads {', '.join(broken)}, "
+                                      "which is refused above", "build"))
+    if checked.findings or broken:
+        return None
+    try:
+        return kustomize.build(sandbox.path(path), spec)
+    except RenderError as error:
+        message = str(error).replace(f"{sandbox.root}/", "")
+        state.findings.append(Finding(ERROR, file, applier, where, f"kustomize build {rel_path} failed: {message}",
+                                      "build"))
+        return None
 
 
 def _is_kustomization(obj: dict[str, Any]) -> bool:
@@ -100,7 +123,8 @@ def _depends_on(obj: dict[str, Any]) -> list[str]:
     return [f"{d.get('namespace') or namespace}/{d['name']}" for d in (obj.get("spec") or {}).get("dependsOn") or []]
 
 
-def _apply_kustomization(settings: Settings, index: SourceIndex, state: ClusterState, ks: Resource) -> list[Resource]:
+def _apply_kustomization(settings: Settings, index: SourceIndex, state: ClusterState, ks: Resource,
+                         sandbox: containment.Sandbox) -> list[Resource]:
     spec = ks.obj.get("spec") or {}
     source = spec.get("sourceRef") or {}
     if source.get("kind") != "GitRepository" or source.get("name") != BOOTSTRAP_SOURCE:
@@ -115,11 +139,8 @@ def _apply_kustomization(settings: Settings, index: SourceIndex, state: ClusterS
                                       f"path {raw_path!r} is not a folder of this repository", "build"))
         return []
     rel_path = settings.rel(path)
-    try:
-        objects = kustomize.build(path, spec)
-    except RenderError as error:
-        state.findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.path",
-                                      f"kustomize build {rel_path} failed: {error}", "build"))
+    objects = _build(settings, index, state, sandbox, path, spec, ks.source_file, ks.ref, "spec.path")
+    if objects is None:
         return []
 
     post_build = spec.get("postBuild") or {}

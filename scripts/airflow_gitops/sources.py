@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from airflow_gitops import bounds
 from airflow_gitops.model import ERROR, Finding, load_yaml_all
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
@@ -26,13 +27,22 @@ class SourceIndex:
         self.yaml_errors: list[Finding] = []
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
             for file in sorted((repo / root).rglob("*")):
-                if file.suffix in (".yaml", ".yml") and file.is_file():
+                # A symlink leading outside is reported by containment.outside_symlinks, and never read.
+                if file.suffix in (".yaml", ".yml") and file.is_file() and self._inside(file):
                     self._index(file)
+
+    def _inside(self, file: Path) -> bool:
+        root = self.repo.resolve()
+        return root in file.resolve().parents
 
     def _index(self, file: Path) -> None:
         rel = str(file.relative_to(self.repo))
         try:
-            docs = load_yaml_all(file.read_text())
+            docs = load_yaml_all(bounds.read_text(file, rel), rel)
+        except bounds.YamlBoundError as error:
+            self.yaml_errors.append(Finding(ERROR, rel, "(YAML)", "(file)", str(error).removeprefix(f"{rel}: "),
+                                            "yaml"))
+            return
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -52,11 +62,16 @@ class SourceIndex:
                 self._by_name[(str(doc["kind"]), str(name))].append(rel)
 
     def _index_generators(self, file: Path, rel: str, doc: dict[str, Any]) -> None:
-        for generator in (doc.get("configMapGenerator") or []) + (doc.get("secretGenerator") or []):
+        generators = [g for key in ("configMapGenerator", "secretGenerator") for g in doc.get(key) or []
+                      if isinstance(doc.get(key), list) and isinstance(g, dict)]
+        for generator in generators:
             inputs = []
-            for entry in generator.get("files") or []:
+            for entry in generator.get("files") if isinstance(generator.get("files"), list) else []:
                 source = str(entry).split("=", 1)[-1]
-                inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
+                try:
+                    inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
+                except (ValueError, OSError):
+                    continue  # outside the repository: refused by the containment check of the build
             self.generators[str(generator.get("name"))].append((rel, inputs))
 
     def file_of(self, obj: dict[str, Any], under: str | None = None) -> str:
