@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import policies, schemas
+from airflow_gitops import bounds, ownership, policies, schemas
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -55,6 +55,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     report.findings += policies.exact_chart_versions(state.resources)
     report.findings += policies.image_tags(checked)
     report.findings += policies.plaintext_secrets(state.resources)
+    report.findings += bounds.object_sizes(checked) + ownership.double_owners(state.all_resources)
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:
