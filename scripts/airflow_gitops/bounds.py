@@ -21,6 +21,8 @@ MAX_EXPANDED_NODES = 2_000_000
 # One file of the repository, or one values document. etcd refuses requests over ~1.5 MiB, so no honest
 # manifest file comes near this.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# Documents in one YAML stream: a chart render holds ~100, the largest repository file a handful.
+MAX_DOCUMENTS = 10_000
 # kustomize output for one build; a wall clock for it.
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 SUBPROCESS_TIMEOUT_S = 120
@@ -136,6 +138,9 @@ def load_all(text: str, source: str = "(YAML)") -> list[Any]:
     """Every document of a YAML stream, within the bounds; `source` names the input in every error."""
     if len(text) > MAX_FILE_BYTES:
         raise YamlBoundError(f"{source}: {len(text):,} characters, over the {MAX_FILE_BYTES:,} bound")
+    documents = len(_DOCUMENT_START.findall(text)) + 1
+    if documents > MAX_DOCUMENTS:
+        raise YamlBoundError(f"{source}: {documents:,} YAML documents, over the {MAX_DOCUMENTS:,} bound")
     _check_depth(text, source)
     docs = list(yaml.load_all(text, Loader=_BoundedLoader))
     if _ALIAS.search(text) and _ANCHOR.search(text):

@@ -49,6 +49,7 @@ class Checker:
         self.root = repo.resolve()
         self.applier = applier
         self.findings: list[Finding] = []
+        # Repository paths the build reads: kustomizations, and the files and folders they name.
         self.files: set[str] = set()
         self._seen: set[Path] = set()
 
@@ -163,6 +164,7 @@ class Checker:
         path = self.target(base, entry, file, where)
         if path is None:
             return
+        self.files.add(self.rel(path))
         if path.is_dir():
             self.directory(path)
         elif plugin_config:

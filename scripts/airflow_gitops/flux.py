@@ -98,8 +98,10 @@ def _build(settings: Settings, index: SourceIndex, state: ClusterState, sandbox:
     checked = containment.check_build(settings.repo, path, applier, spec, file)
     state.findings.extend(checked.findings)
     rel_path = settings.rel(path)
+    # Without a kustomization file, the build reads every YAML file below the path (a generated one).
+    generated = containment.kustomization_file(path) is None
     broken = sorted(f.file for f in index.yaml_errors
-                    if f.file in checked.files or f.file.startswith(rel_path.rstrip("/") + "/"))
+                    if f.file in checked.files or generated and f.file.startswith(rel_path.rstrip("/") + "/"))
     if broken:
         state.findings.append(Finding(ERROR, file, applier, where, f"not built: it reads {', '.join(broken)}, "
                                       "which is refused above", "build"))

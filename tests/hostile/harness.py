@@ -16,7 +16,8 @@ from tests.conftest import REPO, REPO_PARTS, schemas_dir
 
 # Unique per run: if it shows up in any output, something outside the repository was read.
 CANARY = f"canary-{uuid.uuid4().hex}"
-MEMORY_LIMIT_MB = 1536
+# Python, libyaml and the Go runtime of the Helm SDK fit well within it; an expanded alias bomb would not.
+MEMORY_LIMIT_MB = 4096
 TIMEOUT_S = 30
 
 
