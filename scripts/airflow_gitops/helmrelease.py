@@ -254,13 +254,25 @@ def render_chart(chart, release: ReleaseRender) -> list[Resource]:
             if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
                 meta["namespace"] = release.namespace
             objects.append(Resource(doc, hr.source_file, f"HelmRelease {hr.namespace}/{hr.name}", template))
-    # Flux's patch type has only `patch` and `target`: a `path` would make kustomize read a file of the host.
-    patches = [{k: v for k, v in p.items() if k in ("patch", "target")}
-               for r in (hr.obj.get("spec") or {}).get("postRenderers") or [] if isinstance(r, dict)
-               for p in ((r.get("kustomize") or {}).get("patches") or []) if isinstance(p, dict)]
+    patches = post_render_patches(hr)
     if patches:
         objects = _post_render(objects, patches, hr)
     return objects
+
+
+def post_render_patches(hr: Resource) -> list[dict[str, Any]]:
+    """The kustomize patches of spec.postRenderers. Flux's patch type has only `patch` (inline) and `target`:
+    anything else, such as a `path` that would make kustomize read a file of the host, is refused."""
+    patches = []
+    for position, renderer in enumerate((hr.obj.get("spec") or {}).get("postRenderers") or []):
+        for index, patch in enumerate(((renderer or {}).get("kustomize") or {}).get("patches") or []):
+            where = f"spec.postRenderers[{position}].kustomize.patches[{index}]"
+            extra = sorted(set(patch) - {"patch", "target"}) if isinstance(patch, dict) else ["(not a mapping)"]
+            if extra:
+                raise RenderError(f"unknown field(s) {', '.join(extra)}: a Flux patch has only `patch` and `target`",
+                                  hr.source_file, hr.ref, where)
+            patches.append(patch)
+    return patches
 
 
 def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource) -> list[Resource]:

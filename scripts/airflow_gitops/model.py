@@ -68,7 +68,7 @@ def object_data(obj: dict[str, Any]) -> dict[str, str]:
     """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them."""
     data = dict(obj.get("data") or {})
     if obj.get("kind") == "Secret":
-        data = {key: base64.b64decode(value).decode() for key, value in data.items()}
+        data = {key: base64.b64decode(str(value)).decode(errors="replace") for key, value in data.items()}
         data.update(obj.get("stringData") or {})
     return data
 

@@ -118,3 +118,19 @@ def test_diff_base_is_a_commit_never_a_git_option(ws):
 @pytest.mark.parametrize("cluster", ["../apps", "/etc", "kind/../eks", "all"])
 def test_the_cluster_argument_is_a_folder_name_not_a_path(ws, cluster):
     ws.assert_contained(ws.run("render", cluster, "--no-charts"), 2, "is not a cluster", "clusters/")
+
+
+def test_a_post_renderer_patch_with_a_path_is_refused():
+    # In process: post-rendering runs only where the chart renders, and CI has no chart.
+    from airflow_gitops.helmrelease import post_render_patches
+    from airflow_gitops.model import RenderError, Resource
+
+    hr = Resource({"kind": "HelmRelease", "metadata": {"name": "airflow", "namespace": "airflow"},
+                   "spec": {"postRenderers": [{"kustomize": {"patches": [
+                       {"patch": "[]", "target": {"kind": "Deployment"}},
+                       {"path": "/etc/passwd", "target": {"kind": "Deployment"}}]}}]}},
+                  "apps/base/airflow/helmrelease.yaml", "Kustomization flux-system/apps")
+    with pytest.raises(RenderError) as refused:
+        post_render_patches(hr)
+    assert str(refused.value).startswith("apps/base/airflow/helmrelease.yaml: HelmRelease airflow/airflow: "
+                                         "spec.postRenderers[0].kustomize.patches[1]: unknown field(s) path")
