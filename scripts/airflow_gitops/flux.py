@@ -52,7 +52,6 @@ def render_cluster(settings: Settings, cluster: str, charts: bool = True, index:
     index = index or SourceIndex(repo)
     state = ClusterState(cluster)
     state.findings.extend(index.yaml_errors)
-    state.findings.extend(containment.outside_symlinks(repo))
     with containment.Sandbox(repo) as sandbox:
         _render_kustomizations(settings, index, state, sandbox)
     if charts:
@@ -108,7 +107,7 @@ def _build(settings: Settings, index: SourceIndex, state: ClusterState, sandbox:
     if checked.findings or broken:
         return None
     try:
-        return kustomize.build(sandbox.path(path), spec)
+        return kustomize.build(sandbox.add(checked, path), spec)
     except RenderError as error:
         message = str(error).replace(f"{sandbox.root}/", "")
         state.findings.append(Finding(ERROR, file, applier, where, f"kustomize build {rel_path} failed: {message}",

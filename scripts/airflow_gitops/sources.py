@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops import bounds
+from airflow_gitops import bounds, containment
 from airflow_gitops.model import ERROR, Finding, load_yaml_all
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
@@ -24,7 +24,8 @@ class SourceIndex:
         self._by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
         # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
-        self.yaml_errors: list[Finding] = []
+        # Files refused before anything reads them: broken or over-bound YAML, and symlinks leading outside.
+        self.yaml_errors: list[Finding] = containment.outside_symlinks(repo)
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
             for file in sorted((repo / root).rglob("*")):
                 # A symlink leading outside is reported by containment.outside_symlinks, and never read.
