@@ -26,6 +26,9 @@ MAX_DOCUMENTS = 10_000
 # kustomize output for one build; a wall clock for it.
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 SUBPROCESS_TIMEOUT_S = 120
+# Address space of a kustomize child: the Go runtime and a large build fit in well under 1 GiB.
+MAX_CHILD_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
+MAX_STDERR_BYTES = 64 * 1024
 # Kubernetes' limits: a ConfigMap's or Secret's data (1 MiB, enforced by the API server) and one object in
 # etcd (--max-request-bytes, 1.5 MiB by default).
 MAX_CONFIG_DATA_BYTES = 1024 * 1024
@@ -77,15 +80,15 @@ _LONG_PREFIX: dict[int, re.Pattern[str]] = {}
 
 def _within_depth(text: str) -> bool:
     """A cheap, sound test that no document is deeper than MAX_DEPTH. A block level starts within the line's
-    prefix of indentation and compact "- " / "? " indicators (two levels per column at most: a mapping and its
-    indentless sequence); a flow level needs an unclosed bracket of the same document."""
+    prefix of indentation and compact "- " / "? " / ": " indicators (two levels per column at most: a mapping
+    and its indentless sequence); a flow level needs an unclosed bracket of the same document."""
     flow = max(doc.count("[") - doc.count("[]") + doc.count("{") - doc.count("{}")
                for doc in _DOCUMENT_START.split(text))
     columns = (MAX_DEPTH - flow - 2) // 2 - 1
     if columns < 1:
         return False
     if columns not in _LONG_PREFIX:
-        _LONG_PREFIX[columns] = re.compile(r"^[ \t?-]{" + str(columns + 1) + "}", re.M)
+        _LONG_PREFIX[columns] = re.compile(r"^[ \t?:-]{" + str(columns + 1) + "}", re.M)
     return not _LONG_PREFIX[columns].search(text)
 
 
@@ -165,16 +168,33 @@ def read_text(path: Path, source: str) -> str:
 
 
 def run_bounded(command: list[str], what: str) -> subprocess.CompletedProcess:
-    """A subprocess with a wall clock and an output cap; `what` names the input in the error."""
+    """A subprocess with a wall clock, an output cap and a memory cap; `what` names the input in the error.
+    Output goes to a file, so a runaway child never fills this process's memory; the kernel stops the child
+    at the output cap (SIGXFSZ) or the memory cap. Limits are set with prlimit right after the spawn rather
+    than in a preexec_fn, which would force a full fork of this (large) process."""
+    import resource
+    import tempfile
+
     from airflow_gitops.model import RenderError
 
-    try:
-        proc = subprocess.run(command, capture_output=True, timeout=SUBPROCESS_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise RenderError(f"{what}: took over {SUBPROCESS_TIMEOUT_S} s and was stopped") from None
-    if len(proc.stdout) > MAX_OUTPUT_BYTES:
-        raise RenderError(f"{what}: output of {len(proc.stdout):,} bytes, over the {MAX_OUTPUT_BYTES:,}-byte bound")
-    return proc
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with subprocess.Popen(command, stdout=out, stderr=err) as proc:
+            try:
+                resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES))
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (MAX_CHILD_MEMORY_BYTES, MAX_CHILD_MEMORY_BYTES))
+            except (OSError, ValueError):
+                pass  # the child already exited
+            try:
+                returncode = proc.wait(timeout=SUBPROCESS_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise RenderError(f"{what}: took over {SUBPROCESS_TIMEOUT_S} s and was stopped") from None
+        if out.tell() >= MAX_OUTPUT_BYTES or returncode == -25:  # -SIGXFSZ
+            raise RenderError(f"{what}: output over the {MAX_OUTPUT_BYTES:,}-byte bound, stopped")
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, returncode, out.read(), err.read(MAX_STDERR_BYTES))
 
 
 def object_sizes(resources) -> list:

@@ -99,6 +99,10 @@ def _build(settings: Settings, index: SourceIndex, state: ClusterState, sandbox:
     rel_path = settings.rel(path)
     # Without a kustomization file, the build reads every YAML file below the path (a generated one).
     generated = containment.kustomization_file(path) is None
+    read = sorted(checked.files) + ([settings.rel(p) for p in path.rglob("*.y*ml")] if generated else [])
+    known = len(index.yaml_errors)
+    index.ensure_indexed(read)
+    state.findings.extend(index.yaml_errors[known:])
     broken = sorted(f.file for f in index.yaml_errors
                     if f.file in checked.files or generated and f.file.startswith(rel_path.rstrip("/") + "/"))
     if broken:

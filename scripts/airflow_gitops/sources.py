@@ -24,6 +24,7 @@ class SourceIndex:
         self._by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
         # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+        self._indexed: set[str] = set()
         # Files refused before anything reads them: broken or over-bound YAML, and symlinks leading outside.
         self.yaml_errors: list[Finding] = containment.outside_symlinks(repo)
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
@@ -32,12 +33,22 @@ class SourceIndex:
                 if file.suffix in (".yaml", ".yml") and file.is_file() and self._inside(file):
                     self._index(file)
 
+    def ensure_indexed(self, rel_paths) -> None:
+        """Files a build reads outside the usual folders get the same bounded read first (kustomize would
+        otherwise be the first to parse them, and it expands an alias bomb)."""
+        for rel in rel_paths:
+            file = self.repo / rel
+            if rel not in self._indexed and file.suffix in (".yaml", ".yml") and file.is_file() \
+                    and self._inside(file):
+                self._index(file)
+
     def _inside(self, file: Path) -> bool:
         root = self.repo.resolve()
         return root in file.resolve().parents
 
     def _index(self, file: Path) -> None:
         rel = str(file.relative_to(self.repo))
+        self._indexed.add(rel)
         try:
             docs = load_yaml_all(bounds.read_text(file, rel), rel)
         except bounds.YamlBoundError as error:

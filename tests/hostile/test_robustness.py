@@ -126,3 +126,30 @@ def test_an_unexpected_crash_exits_2_with_one_line(monkeypatch, capsys):
     assert cli.main(["render", "kind"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error" in err and "KeyError" in err and "Traceback" not in err
+
+
+def test_an_alias_bomb_outside_the_usual_folders_is_read_by_the_bounded_loader_before_kustomize(ws):
+    # extra/ is not among the folders indexed up front: kustomize must still never be the first to parse it.
+    ws.write("extra/bomb.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  "
+             + _alias_bomb().replace("\n", "\n  "))
+    ws.add_resource("infrastructure/controllers/kind/kustomization.yaml", "../../../extra/bomb.yaml")
+    ws.assert_contained(ws.run("render", "kind", "--no-charts"), 1, "extra/bomb.yaml", "alias bomb", "not built")
+
+
+def test_a_subprocess_over_its_wall_clock_is_stopped(monkeypatch):
+    # In process, with a small bound: the same code runs kustomize for every build.
+    from airflow_gitops import bounds
+    from airflow_gitops.model import RenderError
+
+    monkeypatch.setattr(bounds, "SUBPROCESS_TIMEOUT_S", 1)
+    with pytest.raises(RenderError, match="kustomize build apps/kind: took over 1 s"):
+        bounds.run_bounded(["sleep", "10"], "kustomize build apps/kind")
+
+
+def test_a_subprocess_over_its_output_cap_is_stopped_by_the_kernel(monkeypatch):
+    from airflow_gitops import bounds
+    from airflow_gitops.model import RenderError
+
+    monkeypatch.setattr(bounds, "MAX_OUTPUT_BYTES", 4096)
+    with pytest.raises(RenderError, match="kustomize build apps/kind: output over the 4,096-byte bound"):
+        bounds.run_bounded(["bash", "-c", "sleep 0.2; head -c 1000000 /dev/zero"], "kustomize build apps/kind")
