@@ -79,7 +79,9 @@ class Checker:
         if not self.inside(lexical):
             self.refuse(file, where, f"{text!r} is outside the repository: refused")
             return None
-        resolved = lexical.resolve()
+        # kustomize joins paths lexically (Go's filepath.Join), the OS follows each symlink before a `..`:
+        # both readings must stay inside.
+        resolved = (base / text).resolve()
         if not self.inside(resolved):
             link = next((p for p in (lexical, *lexical.parents) if p.is_symlink()), lexical)
             self.refuse(file, where, f"{text!r} goes through the symlink {self.rel(link)}, which leads outside "

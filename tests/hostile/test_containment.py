@@ -134,3 +134,13 @@ def test_a_post_renderer_patch_with_a_path_is_refused():
         post_render_patches(hr)
     assert str(refused.value).startswith("apps/base/airflow/helmrelease.yaml: HelmRelease airflow/airflow: "
                                          "spec.postRenderers[0].kustomize.patches[1]: unknown field(s) path")
+
+
+def test_dot_dot_after_a_symlink_is_resolved_as_the_os_does(ws):
+    # Lexically (as kustomize joins paths) apps/kind/up/../outside/canary.yaml stays inside, and exists; a
+    # reader that follows `up` to the repository root first leaves it with `..`. Both readings must stay in.
+    os.symlink("../..", ws.repo / "apps/kind/up")
+    ws.write("apps/kind/outside/canary.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: decoy}\n")
+    ws.write(KIND_APPS, (ws.repo / KIND_APPS).read_text().replace("resources:\n",
+                                                                   "resources:\n  - up/../outside/canary.yaml\n"))
+    ws.assert_contained(_render(ws), 1, KIND_APPS, "resources[0]", "symlink")
