@@ -68,9 +68,10 @@ def _refuse_duplicates(pairs) -> None:
         seen[identity] = key
 
 
-# An alias can only follow a separator, and needs an anchor: a false hit only costs the exact expansion walk.
-_ALIAS = re.compile(r"(?:^|[\s\[{,])\*[^\s,\[\]{}]")
-_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s,\[\]{}]")
+# An alias can only follow a separator (`:` too, after a quoted key in flow style) and needs an anchor;
+# a false hit only costs the exact expansion walk.
+_ALIAS = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\[\]{}]")
+_ANCHOR = re.compile(r"(?:^|[\s\[{,:])&[^\s,\[\]{}]")
 # A document marker ends every open collection: flow levels are counted per document.
 _DOCUMENT_START = re.compile(r"^---(?=[ \t\r\n]|$)", re.M)
 _STRUCTURE_EVENTS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)

@@ -153,3 +153,12 @@ def test_a_subprocess_over_its_output_cap_is_stopped_by_the_kernel(monkeypatch):
     monkeypatch.setattr(bounds, "MAX_OUTPUT_BYTES", 4096)
     with pytest.raises(RenderError, match="kustomize build apps/kind: output over the 4,096-byte bound"):
         bounds.run_bounded(["bash", "-c", "sleep 0.2; head -c 1000000 /dev/zero"], "kustomize build apps/kind")
+
+
+def test_a_flow_style_alias_bomb_after_quoted_keys(ws):
+    # `"key":*alias` needs no space after the colon in flow style.
+    bomb = '{"a0":&a0 [1,1,1,1,1,1,1,1,1,1]' + "".join(
+        f', "a{i}":&a{i} [' + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)) + "}"
+    path = _manifest(ws, "flow-bomb.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: flow-bomb}\n"
+                     f"data: {bomb}\n")
+    ws.assert_contained(ws.run("render", "kind", "--no-charts"), 1, path, "alias bomb")
