@@ -254,6 +254,7 @@ class Sandbox:
 
     def __init__(self, repo: Path):
         self.repo = repo.resolve()
+        # Removed when the sandbox is garbage-collected, or at exit.
         self._tmp = tempfile.TemporaryDirectory(prefix="airflow-gitops-sandbox-")
         self.root = Path(self._tmp.name) / "repo"
         self.root.mkdir()
@@ -280,15 +281,6 @@ class Sandbox:
         folder = self.root / build_path.relative_to(self.repo)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
-
-    def close(self) -> None:
-        self._tmp.cleanup()
-
-    def __enter__(self) -> Sandbox:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def output_path(out: Path, kind: str, namespace: str, name: str) -> Path:

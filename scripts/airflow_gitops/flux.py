@@ -52,8 +52,7 @@ def render_cluster(settings: Settings, cluster: str, charts: bool = True, index:
     index = index or SourceIndex(repo)
     state = ClusterState(cluster)
     state.findings.extend(index.yaml_errors)
-    with containment.Sandbox(repo) as sandbox:
-        _render_kustomizations(settings, index, state, sandbox)
+    _render_kustomizations(settings, index, state, index.sandbox())
     if charts:
         from airflow_gitops import helmrelease
 

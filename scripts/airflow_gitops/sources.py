@@ -25,6 +25,7 @@ class SourceIndex:
         # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
         self._indexed: set[str] = set()
+        self._sandbox: containment.Sandbox | None = None
         # Files refused before anything reads them: broken or over-bound YAML, and symlinks leading outside.
         self.yaml_errors: list[Finding] = containment.outside_symlinks(repo)
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
@@ -32,6 +33,13 @@ class SourceIndex:
                 # A symlink leading outside is reported by containment.outside_symlinks, and never read.
                 if file.suffix in (".yaml", ".yml") and file.is_file() and self._inside(file):
                     self._index(file)
+
+    def sandbox(self) -> containment.Sandbox:
+        """One sandbox per index: the clusters of one `validate all` share the files they build from. It is
+        removed with the index (or at exit)."""
+        if self._sandbox is None:
+            self._sandbox = containment.Sandbox(self.repo)
+        return self._sandbox
 
     def ensure_indexed(self, rel_paths) -> None:
         """Files a build reads outside the usual folders get the same bounded read first (kustomize would

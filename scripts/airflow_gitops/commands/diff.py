@@ -43,7 +43,8 @@ def configure(parser) -> None:
 REFUSED = ("containment", "yaml")
 
 
-def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | None = None) -> dict[str, str]:
+def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | None = None,
+                     side: str = "working tree") -> dict[str, str]:
     """The cluster's objects as diffable text; a cluster folder that does not exist on this side has none."""
     if cluster not in cluster_names(settings.repo):
         return {}
@@ -53,7 +54,7 @@ def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | 
             warn(f"NOT RENDERED in {settings.repo.name}: {release.helmrelease.ref}: {release.unrendered_reason}")
     for finding in state.findings:
         if finding.severity == ERROR:
-            warn(f"{cluster}: {finding}")
+            warn(f"{cluster} ({side}): {finding}")
             if refused is not None and finding.check in REFUSED:
                 refused.append(finding)
     return {key(r): yaml.dump(masked(r.obj), Dumper=_BlockDumper, sort_keys=True, width=1_000_000)
@@ -119,7 +120,7 @@ def run(args) -> int:
             check_cluster_name(args.cluster, known)
             head = rendered_objects(settings, args.cluster, refused)
             base_settings = Settings(base_repo, settings.schemas_dir, settings.local_charts, settings.cache_dir)
-            base = rendered_objects(base_settings, args.cluster)
+            base = rendered_objects(base_settings, args.cluster, side=args.base)
     except RenderError as error:
         warn(f"error: {error}")
         return 2
