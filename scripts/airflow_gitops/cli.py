@@ -36,6 +36,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Exit codes, the same in every subcommand: 0 same/valid, 1 differs/findings, 2 the command could not do its job.
+EXIT_ERROR = 2
+DEBUG_ENV = "AIRFLOW_GITOPS_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
@@ -46,6 +51,35 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except SystemExit as stop:
+        # `raise SystemExit("message")` would exit 1, which reads as "differs" or "findings".
+        if isinstance(stop.code, str):
+            print(f"airflow-gitops {args.command}: error: {stop.code}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+    except Exception as error:  # the one guard (RecursionError, MemoryError included): a crash never exits 0 or 1
+        return _crashed(args.command, error)
+
+
+def _crashed(command: str, error: BaseException) -> int:
+    """One line naming what failed, exit 2; the traceback only with AIRFLOW_GITOPS_DEBUG=1."""
+    import os
+
+    import yaml
+
+    from airflow_gitops.model import RenderError
+
+    if os.environ.get(DEBUG_ENV):
+        import traceback
+
+        traceback.print_exception(error)
+    if isinstance(error, (RenderError, yaml.YAMLError)):
+        print(f"airflow-gitops {command}: error: {error}", file=sys.stderr)
+    else:
+        text = str(error).strip().splitlines()
+        print(f"airflow-gitops {command}: internal error, nothing was decided: {type(error).__name__}: "
+              f"{text[0] if text else ''} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

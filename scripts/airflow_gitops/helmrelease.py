@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops import kustomize
+from airflow_gitops import bounds, kustomize
 from airflow_gitops.model import WARNING, Finding, ReleaseRender, RenderError, Resource, load_yaml, load_yaml_all, object_data
 from airflow_gitops.settings import CHARTS_ENV, Settings
 
@@ -102,12 +102,15 @@ def compose(state, index, hr: Resource) -> ReleaseRender:
         values_files.extend(inputs)
         origin = inputs[0] if inputs else source.source_file
         if ref.get("targetPath"):
+            if str(ref["targetPath"]).count(".") >= bounds.MAX_DEPTH:
+                raise RenderError(f"targetPath deeper than {bounds.MAX_DEPTH} levels", hr.source_file, hr.ref,
+                                  f"{where}.targetPath")
             set_path(values, ref["targetPath"], data[key])
             continue
         try:
-            layer = load_yaml(data[key]) or {}
+            layer = load_yaml(data[key], origin) or {}
         except yaml.YAMLError as error:
-            raise RenderError(f"values are not YAML: {error}", origin, f"{kind} {ref_name}", key) from error
+            raise RenderError(f"values are not YAML: {error}", origin, f"{kind} {ref_name}", key) from None
         if not isinstance(layer, dict):
             raise RenderError("values must be a mapping", origin, f"{kind} {ref_name}", key)
         values = merge(values, layer)
@@ -238,18 +241,38 @@ def render_chart(chart, release: ReleaseRender) -> list[Resource]:
     for template, text in sorted(manifests.items()):
         if template.endswith("NOTES.txt") or not text.strip():
             continue
-        for doc in load_yaml_all(text):
+        try:
+            docs = load_yaml_all(text, template)
+        except yaml.YAMLError as error:
+            files = ", ".join(release.values_files) or hr.source_file
+            raise RenderError(f"chart {chart.name} rendered YAML that is refused: {error}", files, hr.ref,
+                              "spec.valuesFrom") from None
+        for doc in docs:
             if not doc:
                 continue
             meta = doc.setdefault("metadata", {})
             if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
                 meta["namespace"] = release.namespace
             objects.append(Resource(doc, hr.source_file, f"HelmRelease {hr.namespace}/{hr.name}", template))
-    patches = [p for r in (hr.obj.get("spec") or {}).get("postRenderers") or [] for p in
-               ((r.get("kustomize") or {}).get("patches") or [])]
+    patches = post_render_patches(hr)
     if patches:
         objects = _post_render(objects, patches, hr)
     return objects
+
+
+def post_render_patches(hr: Resource) -> list[dict[str, Any]]:
+    """The kustomize patches of spec.postRenderers. Flux's patch type has only `patch` (inline) and `target`:
+    anything else, such as a `path` that would make kustomize read a file of the host, is refused."""
+    patches = []
+    for position, renderer in enumerate((hr.obj.get("spec") or {}).get("postRenderers") or []):
+        for index, patch in enumerate(((renderer or {}).get("kustomize") or {}).get("patches") or []):
+            where = f"spec.postRenderers[{position}].kustomize.patches[{index}]"
+            extra = sorted(set(patch) - {"patch", "target"}) if isinstance(patch, dict) else ["(not a mapping)"]
+            if extra:
+                raise RenderError(f"unknown field(s) {', '.join(extra)}: a Flux patch has only `patch` and `target`",
+                                  hr.source_file, hr.ref, where)
+            patches.append(patch)
+    return patches
 
 
 def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource) -> list[Resource]:
@@ -259,7 +282,7 @@ def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Res
         Path(tmp, "kustomization.yaml").write_text(
             yaml.safe_dump({"resources": ["rendered.yaml"], "patches": patches}, sort_keys=False))
         try:
-            patched = kustomize.run_kustomize(Path(tmp))
+            patched = kustomize.run_kustomize(Path(tmp), f"postRenderers of {hr.ref}")
         except RenderError as error:
             raise RenderError(f"postRenderers kustomize patches failed: {error}", hr.source_file, hr.ref,
                               "spec.postRenderers") from error

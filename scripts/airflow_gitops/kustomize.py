@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from airflow_gitops import bounds
 from airflow_gitops.model import ERROR, Finding, RenderError, field_path, load_yaml_all
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -39,15 +39,15 @@ def has_kustomization(path: Path) -> bool:
     return any((path / name).is_file() for name in KUSTOMIZATION_FILES)
 
 
-def run_kustomize(directory: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
-        capture_output=True,
-        text=True,
-    )
+def run_kustomize(directory: Path, what: str = "kustomize build") -> list[dict[str, Any]]:
+    proc = bounds.run_bounded([kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
+                              what)
     if proc.returncode != 0:
-        raise RenderError(proc.stderr.strip().removeprefix("error: "))
-    return [doc for doc in load_yaml_all(proc.stdout) if doc]
+        raise RenderError(proc.stderr.decode(errors="replace").strip().removeprefix("error: "))
+    try:
+        return [doc for doc in load_yaml_all(proc.stdout.decode(errors="replace"), f"output of {what}") if doc]
+    except yaml.YAMLError as error:
+        raise RenderError(str(error)) from None
 
 
 def generated_resources(path: Path) -> list[Path]:
@@ -64,7 +64,7 @@ def generated_resources(path: Path) -> list[Path]:
 
 def _holds_objects(file: Path) -> bool:
     try:
-        docs = load_yaml_all(file.read_text())
+        docs = load_yaml_all(bounds.read_text(file, file.name), file.name)
     except yaml.YAMLError:
         return True  # let kustomize report the broken file with its own message
     return bool(docs) and all(isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc for doc in docs)
@@ -86,9 +86,13 @@ def build(path: Path, spec: dict[str, Any] | None = None) -> list[dict[str, Any]
         }
         if spec.get("targetNamespace"):
             overlay["namespace"] = spec["targetNamespace"]
-        for key in ("patches", "images", "namePrefix", "nameSuffix"):
+        for key in ("images", "namePrefix", "nameSuffix"):
             if spec.get(key):
                 overlay[key] = spec[key]
+        if spec.get("patches"):
+            # Flux's patch type has only these two fields: a `path` would make kustomize read a file.
+            overlay["patches"] = [{k: v for k, v in patch.items() if k in ("patch", "target")}
+                                  for patch in spec["patches"] if isinstance(patch, dict)]
         if spec.get("components"):
             overlay["components"] = [_relative(path / component, tmpdir) for component in spec["components"]]
         (tmpdir / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))

@@ -6,18 +6,20 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-# libyaml when present: rendered charts are thousands of lines, and pure-Python parsing dominated render time.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from airflow_gitops import bounds
 
 
-def load_yaml_all(text: str) -> list[Any]:
-    return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc is not None]
+def load_yaml_all(text: str, source: str = "(YAML)") -> list[Any]:
+    """The one YAML loader (libyaml, bounded: depth, alias expansion, size, duplicate keys); `source` names
+    the input in its errors."""
+    return [doc for doc in bounds.load_all(text, source) if doc is not None]
 
 
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_LOADER)
+def load_yaml(text: str, source: str = "(YAML)") -> Any:
+    docs = bounds.load_all(text, source)
+    if len(docs) > 1:
+        raise bounds.YamlBoundError(f"{source}: expected a single YAML document, found {len(docs)}")
+    return docs[0] if docs else None
 
 
 ERROR = "error"
@@ -66,7 +68,7 @@ def object_data(obj: dict[str, Any]) -> dict[str, str]:
     """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them."""
     data = dict(obj.get("data") or {})
     if obj.get("kind") == "Secret":
-        data = {key: base64.b64decode(value).decode() for key, value in data.items()}
+        data = {key: base64.b64decode(str(value)).decode(errors="replace") for key, value in data.items()}
         data.update(obj.get("stringData") or {})
     return data
 

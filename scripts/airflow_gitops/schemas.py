@@ -264,7 +264,10 @@ def values_file_of(release: ReleaseRender, path: list[Any], repo: Path) -> str:
 
 @lru_cache(maxsize=64)
 def _load_values_file(file: str) -> Any:
+    from airflow_gitops import bounds
+    from airflow_gitops.model import load_yaml
+
     try:
-        return yaml.safe_load(Path(file).read_text())
-    except (OSError, yaml.YAMLError):
+        return load_yaml(bounds.read_text(Path(file), file), file)
+    except yaml.YAMLError:
         return None

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from airflow_gitops import bounds, containment
 from airflow_gitops.model import ERROR, Finding, load_yaml_all
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
@@ -23,16 +24,45 @@ class SourceIndex:
         self._by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
         # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
-        self.yaml_errors: list[Finding] = []
+        self._indexed: set[str] = set()
+        self._sandbox: containment.Sandbox | None = None
+        # Files refused before anything reads them: broken or over-bound YAML, and symlinks leading outside.
+        self.yaml_errors: list[Finding] = containment.outside_symlinks(repo)
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
             for file in sorted((repo / root).rglob("*")):
-                if file.suffix in (".yaml", ".yml") and file.is_file():
+                # A symlink leading outside is reported by containment.outside_symlinks, and never read.
+                if file.suffix in (".yaml", ".yml") and file.is_file() and self._inside(file):
                     self._index(file)
+
+    def sandbox(self) -> containment.Sandbox:
+        """One sandbox per index: the clusters of one `validate all` share the files they build from. It is
+        removed with the index (or at exit)."""
+        if self._sandbox is None:
+            self._sandbox = containment.Sandbox(self.repo)
+        return self._sandbox
+
+    def ensure_indexed(self, rel_paths) -> None:
+        """Files a build reads outside the usual folders get the same bounded read first (kustomize would
+        otherwise be the first to parse them, and it expands an alias bomb)."""
+        for rel in rel_paths:
+            file = self.repo / rel
+            if rel not in self._indexed and file.suffix in (".yaml", ".yml") and file.is_file() \
+                    and self._inside(file):
+                self._index(file)
+
+    def _inside(self, file: Path) -> bool:
+        root = self.repo.resolve()
+        return root in file.resolve().parents
 
     def _index(self, file: Path) -> None:
         rel = str(file.relative_to(self.repo))
+        self._indexed.add(rel)
         try:
-            docs = load_yaml_all(file.read_text())
+            docs = load_yaml_all(bounds.read_text(file, rel), rel)
+        except bounds.YamlBoundError as error:
+            self.yaml_errors.append(Finding(ERROR, rel, "(YAML)", "(file)", str(error).removeprefix(f"{rel}: "),
+                                            "yaml"))
+            return
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -52,11 +82,16 @@ class SourceIndex:
                 self._by_name[(str(doc["kind"]), str(name))].append(rel)
 
     def _index_generators(self, file: Path, rel: str, doc: dict[str, Any]) -> None:
-        for generator in (doc.get("configMapGenerator") or []) + (doc.get("secretGenerator") or []):
+        generators = [g for key in ("configMapGenerator", "secretGenerator") for g in doc.get(key) or []
+                      if isinstance(doc.get(key), list) and isinstance(g, dict)]
+        for generator in generators:
             inputs = []
-            for entry in generator.get("files") or []:
+            for entry in generator.get("files") if isinstance(generator.get("files"), list) else []:
                 source = str(entry).split("=", 1)[-1]
-                inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
+                try:
+                    inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
+                except (ValueError, OSError):
+                    continue  # outside the repository: refused by the containment check of the build
             self.generators[str(generator.get("name"))].append((rel, inputs))
 
     def file_of(self, obj: dict[str, Any], under: str | None = None) -> str:

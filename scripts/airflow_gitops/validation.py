@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_gitops import aws, bypass_policies, live_state, pod_security, policies, schemas, sops, storage
+from airflow_gitops import aws, bounds, bypass_policies, live_state, ownership, pod_security, policies, schemas, sops, storage
 from airflow_gitops.flux import ClusterState, render_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding
 from airflow_gitops.settings import Settings
@@ -66,6 +66,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
                                                lambda release, path: schemas.values_file_of(release, path, settings.repo))
     report.findings += aws.validate_aws(settings.repo, cluster, state, folder,
                                         lambda release, path: schemas.values_file_of(release, path, settings.repo))
+    report.findings += bounds.object_sizes(checked) + ownership.double_owners(state.all_resources)
     if cluster in config.require_resource_requests:
         report.findings += policies.resource_requests(checked)
     if cluster in config.secrets_from_external_secrets:

@@ -16,8 +16,13 @@ def add_cluster_argument(parser, allow_all: bool = False) -> None:
     add_common_options(parser)
 
 
-def clusters_of(settings: Settings, name: str) -> list[str]:
-    return cluster_names(settings.repo) if name == "all" else [name]
+def clusters_of(settings: Settings, name: str, allow_all: bool = False) -> list[str]:
+    """The clusters a command runs on: a folder name under clusters/ (never a path), or `all` where allowed."""
+    from airflow_gitops.containment import check_cluster_name
+
+    known = cluster_names(settings.repo)
+    check_cluster_name(name, known, allow_all)
+    return known if name == "all" else [name]
 
 
 def dump_stream(resources: list[Resource], with_sources: bool = True) -> str:

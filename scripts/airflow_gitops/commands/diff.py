@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 
 from airflow_gitops.commands._common import add_cluster_argument, warn
-from airflow_gitops.flux import render_cluster
-from airflow_gitops.model import RenderError, Resource
+from airflow_gitops.containment import check_cluster_name, resolve_commit
+from airflow_gitops.flux import cluster_names, render_cluster
+from airflow_gitops.model import ERROR, Finding, RenderError, Resource
 from airflow_gitops.policy_config import policy_config_changes
 from airflow_gitops.settings import Settings
 from airflow_gitops.sources import HASH_SUFFIX
@@ -41,11 +42,24 @@ def configure(parser) -> None:
     parser.add_argument("--base", required=True, help="git ref to compare the working tree with, e.g. origin/main")
 
 
-def rendered_objects(settings: Settings, cluster: str) -> dict[str, str]:
+# Findings that mean the input was refused: the diff of such a tree would hide what it tried.
+REFUSED = ("containment", "yaml")
+
+
+def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | None = None,
+                     side: str = "working tree") -> dict[str, str]:
+    """The cluster's objects as diffable text; a cluster folder that does not exist on this side has none."""
+    if cluster not in cluster_names(settings.repo):
+        return {}
     state = render_cluster(settings, cluster)
     for release in state.releases:
         if release.unrendered_reason:
             warn(f"NOT RENDERED in {settings.repo.name}: {release.helmrelease.ref}: {release.unrendered_reason}")
+    for finding in state.findings:
+        if finding.severity == ERROR:
+            warn(f"{cluster} ({side}): {finding}")
+            if refused is not None and finding.check in REFUSED:
+                refused.append(finding)
     return {key(r): yaml.dump(masked(r.obj), Dumper=_BlockDumper, sort_keys=True, width=1_000_000)
             for r in state.all_resources}
 
@@ -68,11 +82,21 @@ def masked(obj: dict) -> dict:
 
 
 def checkout(repo: Path, ref: str, into: Path) -> None:
-    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=repo, capture_output=True)
+    """The tree of commit-ish `ref` into `into`. `ref` is resolved to a SHA first, so it never reaches git as an
+    option (`--output=FILE`); a symlink leading out of the tree is left out, as in the sandbox."""
+    sha = resolve_commit(repo, ref)
+    archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=repo, capture_output=True)
     if archive.returncode != 0:
-        raise RenderError(f"git archive {ref}: {archive.stderr.decode().strip()}")
+        raise RenderError(f"git archive {ref} ({sha}): {archive.stderr.decode(errors='replace').strip()}")
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        tar.extractall(into, filter=_inside_only)
+
+
+def _inside_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
 
 
 @contextmanager
@@ -107,16 +131,24 @@ def version_report(base: Settings, head: Settings, cluster: str, ref: str) -> li
 
 def run(args) -> int:
     settings = Settings.from_args(args)
+    refused: list[Finding] = []
     try:
-        head = rendered_objects(settings, args.cluster)
         with base_tree(settings, args.base) as base_settings:
-            base = rendered_objects(base_settings, args.cluster)
+            # A cluster added (or removed) by the change exists on one side only: all added (or all removed).
+            known = sorted(set(cluster_names(settings.repo)) | set(cluster_names(base_settings.repo)))
+            check_cluster_name(args.cluster, known)
+            head = rendered_objects(settings, args.cluster, refused)
+            base = rendered_objects(base_settings, args.cluster, side=args.base)
             # A weakened policy changes no rendered object: say it first, where the reviewer reads.
             changes = [f"{finding}\n" for finding in policy_config_changes(base_settings.repo, settings.repo)]
             for line in version_report(base_settings, settings, args.cluster, args.base):
                 warn(line)
     except RenderError as error:
         warn(f"error: {error}")
+        return 2
+    if refused:
+        warn(f"{args.cluster}: error: the working tree holds input the tool refuses ({len(refused)} finding(s) "
+             "above); no diff is shown")
         return 2
     lines = [*changes, *unified(base, head, args.base)]
     sys.stdout.writelines(lines)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from airflow_gitops import containment
 from airflow_gitops.commands._common import add_cluster_argument, dump_stream, warn
 from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import ERROR, RenderError
@@ -26,7 +27,7 @@ def run(args) -> int:
         state = render_cluster(settings, args.cluster, charts=not args.no_charts)
     except RenderError as error:
         warn(f"error: {error}")
-        return 1
+        return 2
     for note in state.notes:
         warn(f"note: {note}")
     for release in state.releases:
@@ -39,7 +40,8 @@ def run(args) -> int:
     if args.output_dir:
         out = Path(args.output_dir)
         for r in resources:
-            target = out / r.kind / f"{r.namespace or '_cluster'}--{r.name}.yaml"
+            # Object names come from the pull request: never a path.
+            target = containment.output_path(out, r.kind, r.namespace or "_cluster", r.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(yaml.safe_dump(r.obj, sort_keys=False, width=1_000_000))
         warn(f"wrote {len(resources)} objects to {out}")

@@ -35,16 +35,17 @@ def version_change(settings: Settings, cluster: str, ref: str):
 
 def run(args) -> int:
     settings = Settings.from_args(args)
+    clusters = clusters_of(settings, args.cluster, allow_all=True)
     index = SourceIndex(settings.repo)
-    failed = False
-    for cluster in clusters_of(settings, args.cluster):
+    failed = broken = False
+    for cluster in clusters:
         try:
             report = validate_cluster(settings, cluster, index=index, require_charts=args.require_charts)
             if args.base:
                 report.findings += version_change(settings, cluster, args.base)
         except RenderError as error:
             print(f"{cluster}: error: {error}")
-            failed = True
+            broken = True
             continue
         for finding in sorted(report.findings, key=lambda f: (f.severity != "error", f.file, f.object, f.field)):
             print(f"{cluster}: {finding}")
@@ -56,4 +57,4 @@ def run(args) -> int:
         print(f"{cluster}: {report.objects_checked} objects checked, {errors} error(s), "
               f"{unvalidated} unvalidated, {len(report.unrendered)} release(s) not rendered")
         failed |= errors > 0
-    return 1 if failed else 0
+    return 2 if broken else 1 if failed else 0

@@ -28,11 +28,11 @@ def run(args) -> int:
         if not matches:
             names = ", ".join(sorted(r.name for r in state.resources if r.kind == "HelmRelease"))
             warn(f"error: cluster {args.cluster} has no HelmRelease {args.release!r} (has: {names})")
-            return 1
+            return 2
         release = compose(state, index, matches[0])
     except RenderError as error:
         warn(f"error: {error}")
-        return 1
+        return 2
     for finding in state.findings:
         warn(str(finding))
     warn(f"# {release.helmrelease.ref} -> release {release.release_name} in {release.namespace}, "
