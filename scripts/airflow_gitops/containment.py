@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,21 +230,29 @@ def check_build(repo: Path, directory: Path, applier: str, spec: dict[str, Any] 
     return checker
 
 
-def outside_symlinks(repo: Path) -> list[Finding]:
-    """Every symlink in the repository that leads outside it (or nowhere): refused, never followed."""
+def outside_symlinks(repo: Path, folders: tuple[str, ...]) -> list[Finding]:
+    """Every symlink below the folders the tool reads that leads outside the repository (or nowhere): refused,
+    never followed. Elsewhere (local venvs, tool caches) links are none of the tool's business: a kustomization
+    that names a file there is checked by `Checker` itself."""
     root = repo.resolve()
     findings = []
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIPPED_FOLDERS]
-        for name in [*dirs, *files]:
-            path = Path(directory, name)
-            if not path.is_symlink():
+
+    def links() -> Iterator[Path]:
+        for folder in folders:
+            top = root / folder
+            if top.is_symlink():
+                yield top
                 continue
-            target = path.resolve()
-            if target != root and root not in target.parents:
-                findings.append(Finding(ERROR, str(path.relative_to(root)), "(symlink)", "(file)",
-                                        f"symlink to {os.readlink(path)!r} leads outside the repository: refused, "
-                                        "not followed", "containment"))
+            for directory, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if d not in SKIPPED_FOLDERS]
+                yield from (Path(directory, name) for name in [*dirs, *files] if Path(directory, name).is_symlink())
+
+    for path in links():
+        target = path.resolve()
+        if target != root and root not in target.parents:
+            findings.append(Finding(ERROR, str(path.relative_to(root)), "(symlink)", "(file)",
+                                    f"symlink to {os.readlink(path)!r} leads outside the repository: refused, "
+                                    "not followed", "containment"))
     return findings
 
 

@@ -27,7 +27,7 @@ class SourceIndex:
         self._indexed: set[str] = set()
         self._sandbox: containment.Sandbox | None = None
         # Files refused before anything reads them: broken or over-bound YAML, and symlinks leading outside.
-        self.yaml_errors: list[Finding] = containment.outside_symlinks(repo)
+        self.yaml_errors: list[Finding] = containment.outside_symlinks(repo, (*MANIFEST_ROOTS, *VALUES_ROOTS))
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
             for file in sorted((repo / root).rglob("*")):
                 # A symlink leading outside is reported by containment.outside_symlinks, and never read.

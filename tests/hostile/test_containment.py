@@ -4,6 +4,7 @@ pass options to git, or name a path as a cluster."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -94,6 +95,14 @@ def test_a_symlinked_kustomization_file_is_refused(ws):
     target.unlink()
     os.symlink(ws.outside / "kustomization.yaml", target)
     ws.assert_contained(_render(ws), 1, KIND_APPS, "symlink")
+
+
+def test_links_outside_the_folders_the_tool_reads_are_not_its_business(ws):
+    # A local venv (.venv, .venv-checkov) is full of links to the host's Python: nothing the tool reads.
+    (ws.repo / ".venv-tool/bin").mkdir(parents=True)
+    os.symlink(sys.executable, ws.repo / ".venv-tool/bin/python3")
+    outcome = ws.run("validate", "kind")
+    assert outcome.code == 0 and ".venv-tool" not in outcome.text, outcome.text[-3000:]
 
 
 def test_object_names_never_escape_the_output_folder(ws):
