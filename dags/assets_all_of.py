@@ -13,10 +13,11 @@ a rerun exported the same rows.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import Asset, Metadata, dag, task
 from include.assets import BILLING_USERS, CRM_USERS
+from include.defaults import DEFAULT_ARGS
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -52,7 +53,8 @@ def _export_task(asset: Asset, source: str):
     start_date=START,
     # No catch-up: the export is of "today's" CRM state; there is nothing to re-export for past days.
     catchup=False,
-    default_args={"owner": "crm-team", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    # The CRM export belongs to the CRM team: its failures are theirs to see.
+    default_args=DEFAULT_ARGS | {"owner": "crm-team"},
     tags=["course", "assets", "limit-3-and"],
     doc_md=__doc__,
 )
@@ -66,7 +68,8 @@ def producer_crm():
     start_date=START,
     # No catch-up, as producer_crm: each run exports the current state.
     catchup=False,
-    default_args={"owner": "billing-team", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    # The billing export belongs to the billing team.
+    default_args=DEFAULT_ARGS | {"owner": "billing-team"},
     tags=["course", "assets", "limit-3-and"],
     doc_md=__doc__,
 )
@@ -80,7 +83,7 @@ def producer_billing():
     start_date=START,
     # Asset-triggered: nothing to catch up (runs come from asset events, not from past intervals).
     catchup=False,
-    default_args={"owner": "data-eng", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "assets", "limit-3-and"],
     doc_md=__doc__,
 )

@@ -17,12 +17,12 @@ receiving side must have a DAG referencing the asset, or the asset doesn't exist
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 from include.assets import PARTNER_USERS, changed_events
+from include.defaults import AIRFLOW_REMOTE_CONN_ID, DEFAULT_ARGS
 
-REMOTE_CONN_ID = "airflow_remote"
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -38,7 +38,9 @@ def _connection_auth_is_a_token(*_args):
     start_date=START,
     # Triggered on demand (schedule=None): no intervals, nothing to catch up.
     catchup=False,
-    default_args={"owner": "partner-team", "retries": 3, "retry_delay": timedelta(minutes=1)},
+    # The partner team owns the link to the other instance. A third try rides out a rolling restart
+    # of the remote API server (its pods go one by one, about a minute each).
+    default_args=DEFAULT_ARGS | {"owner": "partner-team", "retries": 3},
     tags=["course", "assets", "limit-4-rest-api"],
     params={"row_count": 42},
     doc_md=__doc__,
@@ -57,12 +59,12 @@ def producer_remote_partner():
         )
 
         def send(request):
-            hook = HttpHook(method=request.method, http_conn_id=REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token)
+            hook = HttpHook(method=request.method, http_conn_id=AIRFLOW_REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token)
             kwargs = {"json": dict(request.json)} if request.json is not None else {}
             data = dict(request.params) if request.params else None
             return hook.run(request.path, data=data, headers=dict(request.headers), **kwargs).json()
 
-        conn = BaseHook.get_connection(REMOTE_CONN_ID)
+        conn = BaseHook.get_connection(AIRFLOW_REMOTE_CONN_ID)
         token = access_token(send(token_request(conn.login, conn.password)))
         asset_id = asset_id_from_lookup(send(asset_lookup_request(PARTNER_USERS.name, token)), PARTNER_USERS.name)
         row_count = int(params["row_count"])
@@ -80,7 +82,7 @@ def producer_remote_partner():
     start_date=START,
     # Asset-triggered (by REST API events): nothing to catch up.
     catchup=False,
-    default_args={"owner": "data-eng", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "assets", "limit-4-rest-api"],
     doc_md=__doc__,
 )

@@ -21,16 +21,15 @@ Differences from the course, because each task runs in its own pod under the Kub
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.http.sensors.http import HttpSensor
 from airflow.sdk import Metadata, dag, task
 from include.assets import USERS
+from include.defaults import DEFAULT_ARGS, POSTGRES_CONN_ID, USER_API_CONN_ID
 from include.users import CREATE_USERS_TABLE, api_is_up, flatten_user
 
-POSTGRES_CONN_ID = "postgres"
-USER_API_CONN_ID = "user_api"
 USER_API_ENDPOINT = "api/"
 
 
@@ -42,7 +41,7 @@ USER_API_ENDPOINT = "api/"
     # users under yesterday's dates, which means nothing. Backfill stays available on demand.
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "postgres", "http", "assets"],
     doc_md=__doc__,
 )
