@@ -14,7 +14,7 @@ Differences from the course, because each task runs in its own pod under the Kub
 * Reruns are safe: ``email`` is the primary key and the insert says ``ON CONFLICT (email) DO NOTHING``,
   so fetching the same user again neither duplicates the row nor fails.
 * ``store_user`` updates the ``users`` asset and says in the event's metadata how many rows it really
-  inserted; consumers (dags/assets_guarded_consumer.py) skip when nothing changed.
+  inserted; the guarded consumer (dags/consumer_users_guarded.py) skips when nothing changed.
 * Hosts and passwords live in the connections (``AIRFLOW_CONN_POSTGRES``, ``AIRFLOW_CONN_USER_API`` or
   a secrets backend), never in this file.
 """
