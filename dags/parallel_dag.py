@@ -35,10 +35,11 @@ the other way to keep a Celery queue for some tasks; this repository runs the Ku
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 from airflow.sdk import dag, task
+from include.defaults import DEFAULT_ARGS
 
 # Written as the pod's YAML would be, turned into the V1Pod the executor needs. Going through the
 # provider's PodGenerator (an airflow.* import) lets the dag-processor pre-import the kubernetes client
@@ -69,7 +70,7 @@ HIGH_CPU_POD_OVERRIDE = PodGenerator.deserialize_model_dict(
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     # No catch-up: a demo of parallelism; replaying every day since start_date would only queue pods.
     catchup=False,
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "parallelism", "kubernetes"],
     doc_md=__doc__,
 )

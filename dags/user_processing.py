@@ -14,23 +14,22 @@ Differences from the course, because each task runs in its own pod under the Kub
 * Reruns are safe: ``email`` is the primary key and the insert says ``ON CONFLICT (email) DO NOTHING``,
   so fetching the same user again neither duplicates the row nor fails.
 * ``store_user`` updates the ``users`` asset and says in the event's metadata how many rows it really
-  inserted; consumers (dags/assets_guarded_consumer.py) skip when nothing changed.
+  inserted; the guarded consumer (dags/consumer_users_guarded.py) skips when nothing changed.
 * Hosts and passwords live in the connections (``AIRFLOW_CONN_POSTGRES``, ``AIRFLOW_CONN_USER_API`` or
   a secrets backend), never in this file.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.http.sensors.http import HttpSensor
 from airflow.sdk import Metadata, dag, task
 from include.assets import USERS
+from include.defaults import DEFAULT_ARGS, POSTGRES_CONN_ID, USER_API_CONN_ID
 from include.users import CREATE_USERS_TABLE, api_is_up, flatten_user
 
-POSTGRES_CONN_ID = "postgres"
-USER_API_CONN_ID = "user_api"
 USER_API_ENDPOINT = "api/"
 
 
@@ -42,7 +41,7 @@ USER_API_ENDPOINT = "api/"
     # users under yesterday's dates, which means nothing. Backfill stays available on demand.
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "postgres", "http", "assets"],
     doc_md=__doc__,
 )

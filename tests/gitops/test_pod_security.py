@@ -404,7 +404,7 @@ def test_dropping_run_as_non_root_from_the_values_fails(repo_copy):
     assert any("data.pod_template_file.yaml): Pod placeholder-name: spec.containers" in f for f in found), found
 
 
-def test_the_dags_pod_override_keeps_the_worker_pod_restricted():
+def test_the_dags_pod_override_keeps_the_worker_pod_restricted(monkeypatch):
     """What the KubernetesExecutor launches for parallel_dag's high-CPU task: the template merged with the
     DAG's pod_override by the provider's own PodGenerator.reconcile_pods."""
     release = airflow_release("eks")
@@ -419,6 +419,7 @@ def test_the_dags_pod_override_keeps_the_worker_pod_restricted():
     from tests.conftest import REPO
 
     template = policies.pod_template_resources(release.objects)[0]
+    monkeypatch.syspath_prepend(str(REPO / "dags"))  # the DAG bundle's root, as in Airflow: `import include.*`
     spec = importlib.util.spec_from_file_location("parallel_dag_under_test", REPO / "dags" / "parallel_dag.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

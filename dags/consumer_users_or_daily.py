@@ -7,12 +7,11 @@ right after each update, and still produced at 06:00 on days without any update.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from include.assets import USERS
-
-POSTGRES_CONN_ID = "postgres"
+from include.defaults import DEFAULT_ARGS, POSTGRES_CONN_ID
 
 
 @dag(
@@ -23,7 +22,7 @@ POSTGRES_CONN_ID = "postgres"
     # each summarising today's table under a past date. Only the latest summary matters.
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "assets", "limit-2-asset-or-time"],
     doc_md=__doc__,
 )

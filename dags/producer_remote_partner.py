@@ -1,29 +1,22 @@
-"""producer_remote_partner -> (REST API of another instance) -> consumer_partner_users.
+"""producer_remote_partner: publish a ``partner_users`` event on *another* Airflow, through its REST API.
 
 The course's dataset limit 4: datasets only worked inside one Airflow instance. In Airflow 3 any
 instance (or any system) creates an asset event on another one through the public REST API,
 ``POST /api/v2/assets/events``, and the asset's consumers there run as for a local update.
 
-* ``producer_remote_partner`` (on the sending instance) publishes a ``partner_users`` event to the
-  Airflow behind the HTTP connection ``airflow_remote``: its host is the receiving API server's base
-  URL, its login/password a user allowed to create asset events there. The requests themselves are
-  built by ``include.airflow_rest`` (token, asset id lookup, event) and sent through the connection.
-* ``consumer_partner_users`` (on the receiving instance) is scheduled on ``partner_users``; nothing
-  there produces that asset, its events only ever come through the API.
-
-Both DAGs ship in this repository because every instance runs the same git-synced ``dags/``: the
-receiving side must have a DAG referencing the asset, or the asset doesn't exist there.
+This DAG runs on the sending instance. It publishes to the Airflow behind the HTTP connection
+``airflow_remote``: its host is the receiving API server's base URL, its login/password a user allowed
+to create asset events there. The requests themselves are built by ``include.airflow_rest`` (token,
+asset id lookup, event) and sent through the connection. consumer_partner_users is the receiving side.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
-from include.assets import PARTNER_USERS, changed_events
-
-REMOTE_CONN_ID = "airflow_remote"
-START = datetime(2026, 1, 1, tzinfo=UTC)
+from include.assets import PARTNER_USERS
+from include.defaults import AIRFLOW_REMOTE_CONN_ID, DEFAULT_ARGS
 
 
 def _connection_auth_is_a_token(*_args):
@@ -35,10 +28,12 @@ def _connection_auth_is_a_token(*_args):
 @dag(
     dag_id="producer_remote_partner",
     schedule=None,
-    start_date=START,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     # Triggered on demand (schedule=None): no intervals, nothing to catch up.
     catchup=False,
-    default_args={"owner": "partner-team", "retries": 3, "retry_delay": timedelta(minutes=1)},
+    # The partner team owns the link to the other instance. A third try rides out a rolling restart
+    # of the remote API server (its pods go one by one, about a minute each).
+    default_args=DEFAULT_ARGS | {"owner": "partner-team", "retries": 3},
     tags=["course", "assets", "limit-4-rest-api"],
     params={"row_count": 42},
     doc_md=__doc__,
@@ -57,12 +52,12 @@ def producer_remote_partner():
         )
 
         def send(request):
-            hook = HttpHook(method=request.method, http_conn_id=REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token)
+            hook = HttpHook(method=request.method, http_conn_id=AIRFLOW_REMOTE_CONN_ID, auth_type=_connection_auth_is_a_token)
             kwargs = {"json": dict(request.json)} if request.json is not None else {}
             data = dict(request.params) if request.params else None
             return hook.run(request.path, data=data, headers=dict(request.headers), **kwargs).json()
 
-        conn = BaseHook.get_connection(REMOTE_CONN_ID)
+        conn = BaseHook.get_connection(AIRFLOW_REMOTE_CONN_ID)
         token = access_token(send(token_request(conn.login, conn.password)))
         asset_id = asset_id_from_lookup(send(asset_lookup_request(PARTNER_USERS.name, token)), PARTNER_USERS.name)
         row_count = int(params["row_count"])
@@ -74,26 +69,4 @@ def producer_remote_partner():
     publish_partner_users()
 
 
-@dag(
-    dag_id="consumer_partner_users",
-    schedule=PARTNER_USERS,
-    start_date=START,
-    # Asset-triggered (by REST API events): nothing to catch up.
-    catchup=False,
-    default_args={"owner": "data-eng", "retries": 1, "retry_delay": timedelta(minutes=1)},
-    tags=["course", "assets", "limit-4-rest-api"],
-    doc_md=__doc__,
-)
-def consumer_partner_users():
-    @task
-    def ingest_partner_users(triggering_asset_events=None) -> int:
-        changed = changed_events(triggering_asset_events)
-        for event in changed:
-            print(f"partner update: {event.extra}")
-        return len(changed)
-
-    ingest_partner_users()
-
-
 producer_remote_partner()
-consumer_partner_users()

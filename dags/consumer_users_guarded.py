@@ -12,12 +12,11 @@ work. The decision itself is ``include.assets.changed_events``, a plain function
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 from include.assets import USERS, changed_events
-
-POSTGRES_CONN_ID = "postgres"
+from include.defaults import DEFAULT_ARGS, POSTGRES_CONN_ID
 
 
 @dag(
@@ -27,7 +26,7 @@ POSTGRES_CONN_ID = "postgres"
     # Asset-triggered: runs are created by asset events, never for past intervals, so there is
     # nothing to catch up. Set explicitly so nobody wonders.
     catchup=False,
-    default_args={"owner": "data-eng", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=DEFAULT_ARGS,
     tags=["course", "assets", "limit-1-metadata"],
     doc_md=__doc__,
 )
