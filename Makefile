@@ -9,18 +9,28 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down status reconcile rollback clean
+.PHONY: help setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down status reconcile rollback clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# Two stamps, one venv: .installed-tool = the tool alone (`.`), .installed = everything (`.[test]`, which includes
+# the `dags` extra). The full install is also the tool's, so it refreshes both stamps.
+$(BIN)/.installed-tool: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(BIN)/.installed-tool
 
-setup: system-deps $(BIN)/.installed ## Install PostgreSQL 15 (if missing) and the project's venv
+setup-tool: $(BIN)/.installed-tool ## Install the tool alone into the venv: no Airflow, no PostgreSQL (render, validate, diff)
+
+setup: system-deps $(BIN)/.installed ## Install PostgreSQL 15 (if missing) and the full venv: tool, Airflow, test tools
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -28,7 +38,7 @@ system-deps:
 checkov-venv: ## Install checkov in its own venv (.venv-checkov); it must not enter the project's venv
 	@bash scripts/checkov-venv.sh
 
-checkov: setup checkov-venv ## checkov over every cluster's rendered objects and worker pod template (.checkov.yaml skips)
+checkov: setup-tool checkov-venv ## checkov over every cluster's rendered objects and worker pod template (.checkov.yaml skips)
 	$(BIN)/python -m airflow_gitops.checkov_scan kind eks
 
 test: setup checkov-venv ## Run every test (the README's test command)
@@ -50,16 +60,16 @@ lint: setup ## ruff, yamllint and shellcheck over the repository
 	$(BIN)/yamllint -s clusters infrastructure apps charts-values .github
 	$(BIN)/shellcheck .ci/run scripts/*.sh
 
-render: setup ## Print every object Flux applies for CLUSTER (kind|eks)
+render: setup-tool ## Print every object Flux applies for CLUSTER (kind|eks)
 	$(GITOPS) render $(CLUSTER)
 
-values: setup ## Print the composed values of the Airflow release on CLUSTER
+values: setup-tool ## Print the composed values of the Airflow release on CLUSTER
 	$(GITOPS) values $(CLUSTER) $(RELEASE)
 
-validate: setup ## Render and validate every cluster: schemas and policies (the main job)
+validate: setup-tool ## Render and validate every cluster: schemas and policies (the main job)
 	$(GITOPS) validate all
 
-diff: setup ## Diff CLUSTER's rendered state between BASE and the working tree
+diff: setup-tool ## Diff CLUSTER's rendered state between BASE and the working tree
 	$(GITOPS) diff $(CLUSTER) --base $(BASE)
 
 bench: setup ## Print render/validate timings, DAG parse times and push-to-live latencies
@@ -72,13 +82,13 @@ port-forward: ## Reach the cluster's Airflow UI at http://localhost:8080
 	kubectl port-forward svc/$(RELEASE)-api-server 8080:8080 -n $(NAMESPACE)
 
 # Operate a live cluster (README "Operate"). DRY_RUN=1 prints the exact commands and runs none.
-status: setup ## Flux objects, Airflow pods and the release's last Helm revisions
+status: setup-tool ## Flux objects, Airflow pods and the release's last Helm revisions
 	$(GITOPS) status --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
 
-reconcile: setup ## Reconcile CLUSTER's Flux Kustomizations with their source, in dependsOn order
+reconcile: setup-tool ## Reconcile CLUSTER's Flux Kustomizations with their source, in dependsOn order
 	$(GITOPS) reconcile $(CLUSTER) $(if $(DRY_RUN),--dry-run)
 
-rollback: setup ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
+rollback: setup-tool ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
 	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
 
 kind-up: ## Create a kind cluster and let Flux deploy clusters/kind from Git
@@ -90,10 +100,10 @@ kind-smoke: ## Wait for the release on kind and run a DAG through the Kubernetes
 kind-down: ## Delete the kind cluster
 	kind delete cluster --name airflow-gitops
 
-eks-up: setup ## EKS: create or update cluster, buckets, IAM, secret, budget; bootstrap Flux (ARGS=--dry-run)
+eks-up: setup-tool ## EKS: create or update cluster, buckets, IAM, secret, budget; bootstrap Flux (ARGS=--dry-run)
 	$(GITOPS) eks up $(ARGS)
 
-eks-down: setup ## EKS: list, confirm, delete what eks-up made; keeps backups (ARGS="--yes --delete-backups --dry-run")
+eks-down: setup-tool ## EKS: list, confirm, delete what eks-up made; keeps backups (ARGS="--yes --delete-backups --dry-run")
 	$(GITOPS) eks down $(ARGS)
 
 clean: ## Remove the venv and caches

@@ -37,7 +37,10 @@ class PolicyConfig:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             pyproject = {}  # policy_config.check reports it, naming the file
         options = (pyproject.get("tool") or {}).get("airflow-gitops", {}).get("policies", {})
-        pinned = next((d.split("==", 1)[1] for d in pyproject.get("project", {}).get("dependencies", [])
+        # The pin lives in the `dags` extra (the tool itself needs no Airflow); look in every requirement list.
+        project = pyproject.get("project", {})
+        requirements = [project.get("dependencies", []), *project.get("optional-dependencies", {}).values()]
+        pinned = next((d.split("==", 1)[1].strip() for group in requirements for d in group
                        if d.replace(" ", "").startswith("apache-airflow==")), None)
         return cls(
             airflow_release=options.get("airflow-release", "airflow"),

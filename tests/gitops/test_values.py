@@ -15,7 +15,7 @@ def values(cluster):
 
 
 def pinned_airflow() -> str:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dags"]
     return next(d.split("==")[1] for d in deps if d.startswith("apache-airflow=="))
 
 

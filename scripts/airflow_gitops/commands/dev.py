@@ -256,8 +256,11 @@ def _stop(procs: dict[str, subprocess.Popen], grace: float = 30) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_gitops import localpg
+    from airflow_gitops import extras, localpg
 
+    if missing := extras.airflow_missing("dev"):
+        print(missing, file=sys.stderr)
+        return 2
     home: Path = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     log_dir = home / "logs" / "dev"
