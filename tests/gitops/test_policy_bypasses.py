@@ -599,6 +599,19 @@ def test_diff_shows_a_policy_change_to_the_reviewer(repo, capsys):
     assert "1 POLICY CHANGE(s)" in out.err
 
 
+def test_validate_base_shows_a_policy_change_to_the_reviewer(repo, capsys):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    edit(repo, "pyproject.toml", 'dags-repositories = [\n', 'dags-repositories = [\n  "https://example.com/other.git",\n')
+    code = main(["validate", "kind", "--base", "HEAD", "--repo", str(repo)])
+    out = capsys.readouterr().out
+    # A warning, not an error: the table's owners approve the change (CODEOWNERS); the reviewer must see it.
+    assert code == 0, out
+    assert "policy: [warning] pyproject.toml: [tool.airflow-gitops.policies]: dags-repositories: POLICY CHANGE: " in out
+
+
 def test_codeowners_own_the_policies():
     owners = {}
     for line in (REPO / ".github/CODEOWNERS").read_text().splitlines():

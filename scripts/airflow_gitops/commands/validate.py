@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from airflow_gitops.commands._common import add_cluster_argument, clusters_of
-from airflow_gitops.model import RenderError
+from airflow_gitops.model import WARNING, Finding, RenderError
 from airflow_gitops.settings import Settings
 from airflow_gitops.sources import SourceIndex
 from airflow_gitops.validation import validate_cluster
@@ -33,11 +34,24 @@ def version_change(settings: Settings, cluster: str, ref: str):
     return change.findings
 
 
+def policy_changes(settings: Settings, ref: str) -> list[Finding]:
+    """Every change of the policy table since `ref`, for the reviewer. Warnings, not errors: the table's owners
+    approve it (.github/CODEOWNERS), and the strict loader already refuses a table that turns checks off silently."""
+    from airflow_gitops.commands.diff import base_tree
+    from airflow_gitops.policy_config import policy_config_changes
+
+    with base_tree(settings, ref) as base:
+        return [dataclasses.replace(f, severity=WARNING) for f in policy_config_changes(base.repo, settings.repo)]
+
+
 def run(args) -> int:
     settings = Settings.from_args(args)
     clusters = clusters_of(settings, args.cluster, allow_all=True)
     index = SourceIndex(settings.repo)
     failed = broken = False
+    if args.base:
+        for finding in policy_changes(settings, args.base):
+            print(f"policy: {finding}")
     for cluster in clusters:
         try:
             report = validate_cluster(settings, cluster, index=index, require_charts=args.require_charts)
