@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import io
+import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -25,16 +27,24 @@ from airflow_gitops.sources import HASH_SUFFIX
 MASK = "**masked**"
 
 
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings (values files in ConfigMaps) as literal blocks, so the diff is line by line."""
+class _TextDumper(yaml.SafeDumper):
+    """The object's YAML, where each multi-line string is a `!text` reference to its own block below."""
 
 
-def _str(dumper, text):
-    style = "|" if "\n" in text and not any(line != line.rstrip() for line in text.splitlines()) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+class _TextRef(str):
+    """Stands in the YAML for a multi-line string; its value is the field path of the block holding the text."""
 
 
-_BlockDumper.add_representer(str, _str)
+_TextDumper.add_representer(_TextRef, lambda dumper, path: dumper.represent_scalar("!text", str(path)))
+
+# Field path segments: `data.name` when the key reads unambiguously, `data["airflow.cfg"]` otherwise.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+# Marks no YAML dump can start a line with (a key starting with `#` or `|` is quoted), so a block's header and
+# lines cannot be mistaken for the object's YAML, whatever the text holds.
+BLOCK_HEADER = "#| "
+NO_FINAL_NEWLINE = "#\\ no newline at end of text"
+_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
 
 
 def configure(parser) -> None:
@@ -60,8 +70,63 @@ def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | 
             warn(f"{cluster} ({side}): {finding}")
             if refused is not None and finding.check in REFUSED:
                 refused.append(finding)
-    return {key(r): yaml.dump(masked(r.obj), Dumper=_BlockDumper, sort_keys=True, width=1_000_000)
-            for r in state.all_resources}
+    return {key(r): as_text(masked(r.obj)) for r in state.all_resources}
+
+
+def as_text(obj: dict) -> str:
+    """The object as diffable text: its YAML, then each multi-line string (airflow.cfg, pod_template_file.yaml,
+    values files) as its own block of lines under its field path, so a change to one setting diffs as one line.
+    A string is multi-line when it holds a newline, whatever else it holds: lines that would read ambiguously
+    (trailing whitespace, tabs, CR, other non-printables) are shown escaped rather than forcing the whole string
+    into one escaped YAML line."""
+    blocks: list[tuple[str, str]] = []
+    text = yaml.dump(_split_out(obj, "", blocks), Dumper=_TextDumper, sort_keys=True, width=1_000_000)
+    for path, value in sorted(blocks):
+        text += "".join(_block(path, value))
+    return text
+
+
+def _split_out(node, path: str, blocks: list[tuple[str, str]]):
+    if isinstance(node, dict):
+        return {k: _split_out(v, _child(path, k), blocks) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_split_out(v, f"{path}[{i}]", blocks) for i, v in enumerate(node)]
+    if isinstance(node, str) and "\n" in node:
+        blocks.append((path, node))
+        return _TextRef(path)
+    return node
+
+
+def _child(path: str, key) -> str:
+    if isinstance(key, str) and _PLAIN_KEY.match(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key, default=str)}]"  # ASCII: no key can break the block header's line
+
+
+def _block(path: str, text: str) -> Iterator[str]:
+    """`| line` shows a line as it is; `|~ "..."` shows, quoted and escaped, a line a reader could misread
+    (trailing whitespace, tab, CR, control or invisible characters): every change stays visible in the diff."""
+    yield f"{BLOCK_HEADER}{path}\n"
+    lines = text.split("\n")  # not splitlines(): a CR, form feed or U+2028 stays inside its line, shown escaped
+    final_newline = lines[-1] == ""
+    if final_newline:
+        lines.pop()
+    for line in lines:
+        if line.isprintable() and line == line.rstrip():
+            yield f"| {line}\n" if line else "|\n"
+        else:
+            yield f'|~ "{"".join(_escape(c) for c in line)}"\n'
+    if not final_newline:
+        yield NO_FINAL_NEWLINE + "\n"
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():  # ASCII space is; every other space, control and format character is not
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def key(r: Resource) -> str:
@@ -113,10 +178,38 @@ def unified(base: dict[str, str], head: dict[str, str], ref: str) -> list[str]:
         old, new = base.get(name, ""), head.get(name, "")
         if old == new:
             continue
-        lines.extend(difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True),
-            fromfile=f"{ref}/{name}" if old else "/dev/null", tofile=f"working-tree/{name}" if new else "/dev/null"))
+        old_lines, new_lines = _lines(old), _lines(new)
+        diff = difflib.unified_diff(
+            old_lines, new_lines,
+            fromfile=f"{ref}/{name}" if old else "/dev/null", tofile=f"working-tree/{name}" if new else "/dev/null")
+        lines.extend(_with_block_names(diff, old_lines, new_lines))
     return lines
+
+
+def _lines(text: str) -> list[str]:
+    """Split on newline only, as the text was built: str.splitlines() would also split on a form feed or U+2028."""
+    return [f"{line}\n" for line in text.removesuffix("\n").split("\n")] if text else []
+
+
+def _with_block_names(diff: Iterator[str], old_lines: list[str], new_lines: list[str]) -> Iterator[str]:
+    """Each hunk header names the text block it starts in (`@@ -120,7 +120,7 @@ data["airflow.cfg"]`), as git
+    names the enclosing function: one ConfigMap holds both airflow.cfg and pod_template_file.yaml."""
+    for line in diff:
+        hunk = _HUNK.match(line)
+        if hunk:
+            old_start, old_length, new_start, new_length = (int(n) if n else 1 for n in hunk.groups())
+            side, start, length = (new_lines, new_start, new_length) if new_lines else \
+                (old_lines, old_start, old_length)
+            before = start - 1 if length else start  # difflib numbers an empty range by the line before it
+            name = next((text[len(BLOCK_HEADER):].rstrip("\n") for text in reversed(side[:before])
+                         if text.startswith(BLOCK_HEADER)), None)
+            if name:
+                line = f"{line.rstrip()} {name}\n"
+        yield line
+
+
+def differing(base: dict[str, str], head: dict[str, str]) -> int:
+    return sum(1 for name in set(base) | set(head) if base.get(name, "") != head.get(name, ""))
 
 
 def version_report(base: Settings, head: Settings, cluster: str, ref: str) -> list[str]:
@@ -152,7 +245,8 @@ def run(args) -> int:
         return 2
     lines = [*changes, *unified(base, head, args.base)]
     sys.stdout.writelines(lines)
-    changed = sum(1 for line in lines if line.startswith("+++ "))
+    # Counted on the objects, not on `+++ ` lines, which a text could imitate.
+    changed = differing(base, head)
     warn(f"{args.cluster}: {changed} object(s) differ from {args.base}"
          + (f"; {len(changes)} POLICY CHANGE(s) in pyproject.toml [tool.airflow-gitops.policies]" if changes else ""))
     return 1 if lines else 0
