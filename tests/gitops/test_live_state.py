@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow_gitops import live_state
+from airflow_gitops.checks import live_state
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, WARNING, ReleaseRender, Resource
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import make_settings, schemas_dir
 

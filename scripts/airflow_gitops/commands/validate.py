@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.commands._common import add_cluster_argument, clusters_of
 from airflow_gitops.model import RenderError
 from airflow_gitops.settings import Settings
-from airflow_gitops.sources import SourceIndex
-from airflow_gitops.validation import validate_cluster
+from airflow_gitops.source.provenance import SourceIndex
 
 
 def configure(parser) -> None:
@@ -22,7 +22,7 @@ def configure(parser) -> None:
 def version_change(settings: Settings, cluster: str, ref: str):
     """Findings of the Airflow version change from `ref`; its summary goes to stdout with the rest."""
     from airflow_gitops.commands.diff import base_tree
-    from airflow_gitops.downgrade import analyse
+    from airflow_gitops.operate.downgrade import analyse
 
     with base_tree(settings, ref) as base:
         if not (base.repo / "clusters" / cluster).is_dir():
