@@ -1,4 +1,4 @@
-"""The three live-cluster checks (scripts/airflow_gitops/live_state.py): each fails on a fixture that breaks it,
+"""The three live-cluster checks (scripts/airflow_gitops/checks/live_state.py): each fails on a fixture that breaks it,
 naming the file, the object and the field, and passes on the repository.
 
 The drift check reads rendered chart objects. The chart is absent in CI, so it is proven there on small synthetic
