@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 
+from airflow_gitops.checks.registry import describe
 from airflow_gitops.checks.validation import validate_cluster
-from airflow_gitops.commands._common import add_cluster_argument, clusters_of
+from airflow_gitops.commands._common import clusters_of
 from airflow_gitops.model import RenderError
-from airflow_gitops.settings import Settings
+from airflow_gitops.settings import Settings, add_common_options
 from airflow_gitops.source.provenance import SourceIndex
 
 
 def configure(parser) -> None:
-    add_cluster_argument(parser, allow_all=True)
+    parser.add_argument("cluster", nargs="?", help="cluster folder under clusters/, or `all`")
+    add_common_options(parser)
+    parser.add_argument("--list-checks", action="store_true",
+                        help="print every check: its name, the clusters it applies to, what it checks")
     parser.add_argument("--require-charts", action="store_true",
                         help="a HelmRelease whose chart cannot be had is an error (use where the network is)")
     parser.add_argument("--base", metavar="REF",
@@ -35,6 +39,11 @@ def version_change(settings: Settings, cluster: str, ref: str):
 
 def run(args) -> int:
     settings = Settings.from_args(args)
+    if args.list_checks:
+        print("\n".join(describe(settings)))
+        return 0
+    if args.cluster is None:
+        raise SystemExit("give a cluster (a folder under clusters/) or `all`, or --list-checks")
     clusters = clusters_of(settings, args.cluster, allow_all=True)
     index = SourceIndex(settings.repo)
     failed = broken = False
@@ -53,6 +62,8 @@ def run(args) -> int:
             print(f"{cluster}: note: {note}", file=sys.stderr)
         for line in report.unrendered:
             print(f"{cluster}: NOT RENDERED (its objects are not validated): {line}")
+        for check, why in report.checks_off:
+            print(f"{cluster}: check {check} is off: {why}")
         errors, unvalidated = len(report.errors), len(report.unvalidated)
         print(f"{cluster}: {report.objects_checked} objects checked, {errors} error(s), "
               f"{unvalidated} unvalidated, {len(report.unrendered)} release(s) not rendered")
