@@ -3,9 +3,9 @@ from its HelmRepository."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,51 +14,70 @@ from airflow_gitops.helm_controller.values import chart_spec
 from airflow_gitops.model import WARNING, ClusterState, Finding, Resource
 from airflow_gitops.settings import CHARTS_ENV, Settings
 
-_loaded_charts: dict[Path, Any] = {}
-# A chart that could not be fetched is not asked for again by the same process (bench, validate all).
-_unavailable: dict[tuple[str, str, str], str] = {}
-_warned: set[str] = set()
+log = logging.getLogger(__name__)
 
 
 class ChartUnavailable(Exception):
     pass
 
 
-def load_chart(settings: Settings, state: ClusterState, hr: Resource):
-    """The chart of a HelmRelease: a local override, the cache, or its HelmRepository, in that order."""
+class ChartCache:
+    """Charts loaded by this process, and the charts that could not be had, so that `validate all` and `bench`
+    load each chart once and ask the network for a missing one once. One per process by default (`PROCESS`);
+    pass another to start from nothing."""
 
-    spec = chart_spec(hr)
-    name, version = spec.get("chart"), str(spec.get("version", ""))
-    if not spec:
-        raise ChartUnavailable("spec.chartRef (OCIRepository/HelmChart) rendering is not supported offline")
-    local = settings.local_charts.get(name)
-    if local:
-        chart = _load(local)
-        if chart.name != name or chart.version != version:
-            message = (f"rendering {hr.ref} with local chart {chart.name} {chart.version} from {local}, "
-                       f"but the manifests pin {name} {version}: output may differ from what Flux installs")
-            if message not in _warned:
-                _warned.add(message)
-                print(f"WARNING: {message}", file=sys.stderr)
-            state.findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.chart.spec.version", message,
-                                          "chart"))
-        return chart
-    source = spec.get("sourceRef") or {}
-    repository = state.find(source.get("kind"), source.get("name"), source.get("namespace") or hr.namespace)
-    if repository is None:
-        raise ChartUnavailable(f"{source.get('kind')} {source.get('name')} is not applied by this cluster")
-    url = str((repository.obj.get("spec") or {}).get("url", ""))
-    host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
-    cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
-    if not cached.exists():
-        if (name, version, url) in _unavailable:
-            raise ChartUnavailable(_unavailable[(name, version, url)])
-        try:
-            _pull(name, version, url, cached)
-        except ChartUnavailable as reason:
-            _unavailable[(name, version, url)] = str(reason)
-            raise
-    return _load(cached)
+    def __init__(self) -> None:
+        self.loaded: dict[Path, Any] = {}
+        # (chart, version, repository URL) -> why it could not be fetched.
+        self.unavailable: dict[tuple[str, str, str], str] = {}
+        self.warned: set[str] = set()
+
+    def load(self, settings: Settings, state: ClusterState, hr: Resource):
+        """The chart of a HelmRelease: a local override, the cache folder, or its HelmRepository, in that order."""
+        spec = chart_spec(hr)
+        name, version = spec.get("chart"), str(spec.get("version", ""))
+        if not spec:
+            raise ChartUnavailable("spec.chartRef (OCIRepository/HelmChart) rendering is not supported offline")
+        local = settings.local_charts.get(name)
+        if local:
+            chart = self._load(local)
+            if chart.name != name or chart.version != version:
+                message = (f"rendering {hr.ref} with local chart {chart.name} {chart.version} from {local}, "
+                           f"but the manifests pin {name} {version}: output may differ from what Flux installs")
+                if message not in self.warned:
+                    self.warned.add(message)
+                    log.warning(message)
+                state.findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.chart.spec.version", message,
+                                              "chart"))
+            return chart
+        source = spec.get("sourceRef") or {}
+        repository = state.find(source.get("kind"), source.get("name"), source.get("namespace") or hr.namespace)
+        if repository is None:
+            raise ChartUnavailable(f"{source.get('kind')} {source.get('name')} is not applied by this cluster")
+        url = str((repository.obj.get("spec") or {}).get("url", ""))
+        host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
+        cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
+        if not cached.exists():
+            if (name, version, url) in self.unavailable:
+                raise ChartUnavailable(self.unavailable[(name, version, url)])
+            try:
+                _pull(name, version, url, cached)
+            except ChartUnavailable as reason:
+                self.unavailable[(name, version, url)] = str(reason)
+                raise
+        return self._load(cached)
+
+    def _load(self, path: Path):
+        import helm_python
+
+        if path not in self.loaded:
+            if not path.exists():
+                raise ChartUnavailable(f"local chart {path} does not exist")
+            self.loaded[path] = helm_python.Chart.load(str(path))
+        return self.loaded[path]
+
+
+PROCESS = ChartCache()
 
 
 def _pull(name: str, version: str, url: str, destination: Path) -> None:
@@ -80,13 +99,3 @@ def _pull(name: str, version: str, url: str, destination: Path) -> None:
             raise ChartUnavailable(f"pulling chart {name} {version} from {url} produced no archive")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(files[0]), destination)
-
-
-def _load(path: Path):
-    import helm_python
-
-    if path not in _loaded_charts:
-        if not path.exists():
-            raise ChartUnavailable(f"local chart {path} does not exist")
-        _loaded_charts[path] = helm_python.Chart.load(str(path))
-    return _loaded_charts[path]

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.helm_controller.chart import ChartUnavailable, load_chart
+from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
 from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, load_yaml_all
@@ -22,7 +22,7 @@ CLUSTER_SCOPED = {
     "SecurityContextConstraints", "IngressClass", "RuntimeClass", "CSIDriver",
 }
 
-def render_releases(settings: Settings, index: SourceIndex, state: ClusterState) -> list[ReleaseRender]:
+def render_releases(settings: Settings, index: SourceIndex, state: ClusterState, charts: ChartCache) -> list[ReleaseRender]:
     releases = []
     for resource in list(state.resources):
         if resource.kind != "HelmRelease" or not resource.api_version.startswith(HELM_API):
@@ -33,7 +33,7 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState)
             state.findings.append(error.as_finding("values"))
             continue
         try:
-            chart = load_chart(settings, state, resource)
+            chart = charts.load(settings, state, resource)
         except ChartUnavailable as reason:
             release.unrendered_reason = str(reason)
             releases.append(release)
