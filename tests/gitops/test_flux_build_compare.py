@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from airflow_gitops.kustomize_controller import postbuild
+from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.postbuild import collect_variables
 from airflow_gitops.model import ClusterState, Resource
 from airflow_gitops.operate import flux_build
@@ -170,7 +171,9 @@ def test_variable_values_lose_their_newlines_as_in_flux():
                         "data": {"git_branch": "main\n"}}, "clusters/x/cluster-vars.yaml", "root")
     ks = Resource({"kind": "Kustomization", "metadata": {"name": "apps", "namespace": "flux-system"}}, "x", "root")
     post_build = {"substituteFrom": [{"kind": "ConfigMap", "name": "cluster-vars"}], "substitute": {"a": "b\nc"}}
-    assert collect_variables(ClusterState("x", resources=[vars_cm]), ks, post_build) == {"git_branch": "main", "a": "bc"}
+    ks.obj["spec"] = {"postBuild": post_build}
+    assert collect_variables(ClusterState("x", resources=[vars_cm]), Kustomization.parse(ks)) == {
+        "git_branch": "main", "a": "bc"}
 
 
 @pytest.mark.parametrize("where", ["labels", "annotations"])

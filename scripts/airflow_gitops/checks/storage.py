@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_gitops.checks.policies import pod_specs
+from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path
 
 PROVIDED_VARIABLE = "provided_storage_classes"
@@ -69,11 +70,8 @@ def _named(spec: dict[str, Any], path: list[Any], key: str) -> Iterator[tuple[li
 def _dependencies(kustomizations: list[Resource]) -> dict[str, set[str]]:
     """Kustomization ref -> itself and every Kustomization it depends on, transitively."""
     direct = {}
-    for ks in kustomizations:
-        namespace = ks.namespace or "flux-system"
-        direct[f"Kustomization {namespace}/{ks.name}"] = {
-            f"Kustomization {d.get('namespace') or namespace}/{d.get('name')}"
-            for d in (ks.obj.get("spec") or {}).get("dependsOn") or []}
+    for ks in map(Kustomization.parse, kustomizations):
+        direct[ks.applier] = {f"Kustomization {dependency}" for dependency in ks.depends_on}
     closure = {}
     for start in direct:
         seen, todo = {start}, [start]

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow_gitops.helm_controller.values import chart_spec
+from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import WARNING, ClusterState, Finding, Resource
 from airflow_gitops.settings import CHARTS_ENV, Settings
 
@@ -34,26 +34,25 @@ class ChartCache:
 
     def load(self, settings: Settings, state: ClusterState, hr: Resource):
         """The chart of a HelmRelease: a local override, the cache folder, or its HelmRepository, in that order."""
-        spec = chart_spec(hr)
-        name, version = spec.get("chart"), str(spec.get("version", ""))
-        if not spec:
+        chart = HelmRelease.parse(hr).chart
+        if chart is None:
             raise ChartUnavailable("spec.chartRef (OCIRepository/HelmChart) rendering is not supported offline")
+        name, version = chart.chart, chart.version
         local = settings.local_charts.get(name)
         if local:
-            chart = self._load(local)
-            if chart.name != name or chart.version != version:
-                message = (f"rendering {hr.ref} with local chart {chart.name} {chart.version} from {local}, "
+            loaded = self._load(local)
+            if loaded.name != name or loaded.version != version:
+                message = (f"rendering {hr.ref} with local chart {loaded.name} {loaded.version} from {local}, "
                            f"but the manifests pin {name} {version}: output may differ from what Flux installs")
                 if message not in self.warned:
                     self.warned.add(message)
                     log.warning(message)
                 state.findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.chart.spec.version", message,
                                               "chart"))
-            return chart
-        source = spec.get("sourceRef") or {}
-        repository = state.find(source.get("kind"), source.get("name"), source.get("namespace") or hr.namespace)
+            return loaded
+        repository = state.find(chart.source_kind, chart.source_name, chart.source_namespace or hr.namespace)
         if repository is None:
-            raise ChartUnavailable(f"{source.get('kind')} {source.get('name')} is not applied by this cluster")
+            raise ChartUnavailable(f"{chart.source_kind} {chart.source_name} is not applied by this cluster")
         url = str((repository.obj.get("spec") or {}).get("url", ""))
         host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
         cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
@@ -15,7 +16,6 @@ from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resou
 from airflow_gitops.settings import Settings
 from airflow_gitops.source.provenance import SourceIndex
 
-HELM_API = "helm.toolkit.fluxcd.io"
 CLUSTER_SCOPED = {
     "Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "CustomResourceDefinition", "StorageClass",
     "PersistentVolume", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "APIService",
@@ -25,7 +25,7 @@ CLUSTER_SCOPED = {
 def render_releases(settings: Settings, index: SourceIndex, state: ClusterState, charts: ChartCache) -> list[ReleaseRender]:
     releases = []
     for resource in list(state.resources):
-        if resource.kind != "HelmRelease" or not resource.api_version.startswith(HELM_API):
+        if not HelmRelease.is_helmrelease(resource):
             continue
         try:
             release = compose(state, index, resource)

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, Resource, field_path, object_data, object_ref
+from airflow_gitops.kustomize_controller.api import Kustomization
+from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, field_path, object_data, object_ref
 
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
 # What kustomize-controller accepts as a variable name in substitute/substituteFrom.
@@ -90,20 +91,21 @@ def substitute(
     return result, findings
 
 
-def collect_variables(state: ClusterState, ks: Resource, post_build: dict[str, Any]) -> dict[str, str]:
+def collect_variables(state: ClusterState, ks: Kustomization) -> dict[str, str]:
     """substituteFrom in order (later wins), then inline substitute over all of them, as kustomize-controller does."""
     variables: dict[str, str] = {}
-    namespace = ks.namespace or "flux-system"
-    for position, ref in enumerate(post_build.get("substituteFrom") or []):
-        kind, name = ref.get("kind"), ref.get("name")
+    if ks.post_build is None:
+        return variables
+    namespace, file, ref = ks.namespace, ks.resource.source_file, ks.resource.ref
+    for source in ks.post_build.substitute_from:
+        kind, name = source.kind, source.name
         found = state.find(kind, name, namespace)
-        where = f"spec.postBuild.substituteFrom[{position}]"
         if found is None:
-            if ref.get("optional"):
-                state.notes.append(f"{ks.ref}: optional {kind} {namespace}/{name} is not in Git "
+            if source.optional:
+                state.notes.append(f"{ref}: optional {kind} {namespace}/{name} is not in Git "
                                    "(made on the cluster); rendered without it")
                 continue
-            state.findings.append(Finding(ERROR, ks.source_file, ks.ref, where,
+            state.findings.append(Finding(ERROR, file, ref, source.where,
                                           f"{kind} {namespace}/{name} is not applied by this cluster before "
                                           f"{ks.name} (Flux would fail: not found)", "substitution"))
             continue
@@ -113,7 +115,7 @@ def collect_variables(state: ClusterState, ks: Resource, post_build: dict[str, A
                                               "not a valid variable name for Flux substitution", "substitution"))
                 continue
             variables[key] = str(value).replace("\n", "")
-    for key, value in (post_build.get("substitute") or {}).items():
+    for key, value in ks.post_build.substitute.items():
         variables[key] = str(value).replace("\n", "")
     # fluxcd/pkg kustomize.SubstituteVariables and LoadVariables drop newlines from every value.
     return variables

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_gitops.kustomize_controller import postbuild
+from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.build import build as kustomize_build
 from airflow_gitops.model import ERROR, WARNING, ClusterState, Finding, RenderError, Resource
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import containment
 from airflow_gitops.source.provenance import SourceIndex
 
-KUSTOMIZATION_API = "kustomize.toolkit.fluxcd.io"
 BOOTSTRAP_SOURCE = "flux-system"
 
 
@@ -62,28 +62,28 @@ def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterS
         state.resources.append(Resource(obj, index.file_of(obj, f"clusters/{cluster}"), root_applier))
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        def start(found: list[Resource]) -> list[Resource]:
-            for ks in found:
+        def start(found: list[Resource]) -> list[Kustomization]:
+            kustomizations = [Kustomization.parse(r) for r in found if Kustomization.is_kustomization(r)]
+            for ks in kustomizations:
                 builds[id(ks)] = _start_kustomization(settings, index, ks, sandbox, pool)
-            return found
+            return kustomizations
 
         builds: dict[int, _Build] = {}
-        pending = start([r for r in state.resources if _is_kustomization(r.obj)])
+        pending = start(state.resources)
         applied: set[str] = set()
         while pending:
-            ready = [k for k in pending if all(dep in applied for dep in _depends_on(k.obj))]
+            ready = [k for k in pending if all(dep in applied for dep in k.depends_on)]
             if not ready:
                 for k in pending:
-                    missing = [d for d in _depends_on(k.obj) if d not in applied]
-                    state.findings.append(Finding(ERROR, k.source_file, k.ref, "spec.dependsOn",
+                    missing = [d for d in k.depends_on if d not in applied]
+                    state.findings.append(Finding(ERROR, k.resource.source_file, k.resource.ref, "spec.dependsOn",
                                                   f"depends on {', '.join(missing)}, which no Kustomization here "
                                                   "provides (or the chain is circular)", "dependsOn"))
                 break
             for ks in ready:
                 pending.remove(ks)
-                applied.add(f"{ks.namespace or 'flux-system'}/{ks.name}")
-                new = _apply_kustomization(index, state, ks, builds[id(ks)])
-                pending.extend(start([r for r in new if _is_kustomization(r.obj)]))
+                applied.add(ks.id)
+                pending.extend(start(_apply_kustomization(index, state, ks, builds[id(ks)])))
 
 
 def _build(settings: Settings, index: SourceIndex, sandbox: containment.Sandbox, path: Path,
@@ -113,47 +113,33 @@ def _build(settings: Settings, index: SourceIndex, sandbox: containment.Sandbox,
     return build
 
 
-def _is_kustomization(obj: dict[str, Any]) -> bool:
-    return obj.get("kind") == "Kustomization" and str(obj.get("apiVersion", "")).startswith(KUSTOMIZATION_API)
-
-
-def _depends_on(obj: dict[str, Any]) -> list[str]:
-    namespace = (obj.get("metadata") or {}).get("namespace") or "flux-system"
-    return [f"{d.get('namespace') or namespace}/{d['name']}" for d in (obj.get("spec") or {}).get("dependsOn") or []]
-
-
-def _start_kustomization(settings: Settings, index: SourceIndex, ks: Resource, sandbox: containment.Sandbox,
+def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomization, sandbox: containment.Sandbox,
                          pool: ThreadPoolExecutor) -> _Build:
-    spec = ks.obj.get("spec") or {}
-    source = spec.get("sourceRef") or {}
-    if source.get("kind") != "GitRepository" or source.get("name") != BOOTSTRAP_SOURCE:
-        return _Build([Finding(WARNING, ks.source_file, ks.ref, "spec.sourceRef",
-                               f"source {source.get('kind')}/{source.get('name')} is not this repository; "
+    file, ref = ks.resource.source_file, ks.resource.ref
+    if ks.source_kind != "GitRepository" or ks.source_name != BOOTSTRAP_SOURCE:
+        return _Build([Finding(WARNING, file, ref, "spec.sourceRef",
+                               f"source {ks.source_kind}/{ks.source_name} is not this repository; "
                                "its objects are not rendered", "render")])
-    raw_path = str(spec.get("path") or "./")
-    path = (settings.repo / raw_path).resolve()
+    path = (settings.repo / ks.path).resolve()
     if not path.is_dir() or settings.repo.resolve() not in (path, *path.parents):
-        return _Build([Finding(ERROR, ks.source_file, ks.ref, "spec.path",
-                               f"path {raw_path!r} is not a folder of this repository", "build")])
-    return _build(settings, index, sandbox, path, spec, ks.source_file, ks.ref, "spec.path", pool)
+        return _Build([Finding(ERROR, file, ref, "spec.path",
+                               f"path {ks.path!r} is not a folder of this repository", "build")])
+    return _build(settings, index, sandbox, path, ks.spec, file, ref, "spec.path", pool)
 
 
-def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Resource, build: _Build) -> list[Resource]:
+def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomization, build: _Build) -> list[Resource]:
     objects = build.objects()
     state.findings.extend(build.findings)
     if objects is None:
         return []
-    spec = ks.obj.get("spec") or {}
     rel_path = build.rel_path
-    post_build = spec.get("postBuild") or {}
-    variables = postbuild.collect_variables(state, ks, post_build) if post_build else {}
+    variables = postbuild.collect_variables(state, ks) if ks.post_build else {}
     # Without any variable, kustomize-controller substitutes nothing unless substituteStrategy is Always.
-    if variables or post_build.get("substituteStrategy") == "Always":
+    if variables or (ks.post_build and ks.post_build.strategy == "Always"):
         objects, findings = postbuild.substitute(objects, variables, lambda o: index.file_of(o, rel_path))
         state.findings.extend(findings)
         state.variables.update(variables)
 
-    applier = f"Kustomization {ks.namespace or 'flux-system'}/{ks.name}"
-    added = [Resource(obj, index.file_of(obj, rel_path), applier) for obj in objects]
+    added = [Resource(obj, index.file_of(obj, rel_path), ks.applier) for obj in objects]
     state.resources.extend(added)
     return added

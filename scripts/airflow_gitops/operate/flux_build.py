@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.kustomize_controller import postbuild, reconcile
+from airflow_gitops.kustomize_controller import postbuild
+from airflow_gitops.kustomize_controller.api import KUSTOMIZATION_API, Kustomization
 from airflow_gitops.kustomize_controller.reconcile import BOOTSTRAP_SOURCE
 from airflow_gitops.model import ClusterState, load_yaml_all
 
@@ -61,7 +62,7 @@ def kustomizations(state: ClusterState) -> list[FluxKustomization]:
                  "sourceRef": {"kind": "GitRepository", "name": BOOTSTRAP_SOURCE}}}
     found = [_entry(root_obj)]
     for resource in state.resources:
-        if resource.kind == "Kustomization" and resource.api_version.startswith(reconcile.KUSTOMIZATION_API) \
+        if resource.kind == "Kustomization" and resource.api_version.startswith(KUSTOMIZATION_API) \
                 and (resource.namespace or "flux-system", resource.name) != ("flux-system", BOOTSTRAP_SOURCE):
             found.append(_entry(resource.obj))
     return found
@@ -81,8 +82,8 @@ def kustomization_file(state: ClusterState, ks: FluxKustomization) -> dict[str, 
         from airflow_gitops.model import Resource
 
         # The same resolution render uses (substituteFrom in order, optional ones skipped, substitute on top).
-        variables = postbuild.collect_variables(ClusterState(state.name, resources=state.resources), Resource(obj, "", ""),
-                                    post_build)
+        variables = postbuild.collect_variables(ClusterState(state.name, resources=state.resources),
+                                                Kustomization.parse(Resource(obj, "", "")))
         post_build.pop("substituteFrom", None)
         post_build["substitute"] = dict(sorted(variables.items()))
     obj.pop("status", None)
