@@ -81,3 +81,9 @@ def test_a_malformed_dependson_is_a_schema_finding_not_a_crash(repo_copy):
     report = validate_cluster(make_settings(repo_copy), "kind")
     assert [(f.file, f.object, f.field) for f in report.errors if f.field.startswith("spec.dependsOn")] == [
         ("clusters/kind/apps.yaml", "Kustomization flux-system/apps", "spec.dependsOn")]
+
+
+def test_post_renderer_patches_keep_their_field():
+    release = helmrelease({"postRenderers": [{"kustomize": {"patches": [{"patch": "a"}, "b"]}}, "malformed"]})
+    assert release.post_renderer_patches == [("spec.postRenderers[0].kustomize.patches[0]", {"patch": "a"}),
+                                             ("spec.postRenderers[0].kustomize.patches[1]", "b")]

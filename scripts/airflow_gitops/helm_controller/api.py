@@ -76,6 +76,8 @@ class HelmRelease:
     chart: ChartReference | None
     # spec.chartRef (OCIRepository or HelmChart), kept raw: it is not rendered offline.
     chart_ref: dict[str, Any] = field(default_factory=dict)
+    # (field, patch) of each spec.postRenderers[].kustomize.patches[] entry, the patch as written.
+    post_renderer_patches: list[tuple[str, Any]] = field(default_factory=list)
 
     @staticmethod
     def is_helmrelease(resource: Resource) -> bool:
@@ -96,6 +98,10 @@ class HelmRelease:
             values=mapping(spec.get("values")),
             chart=ChartReference.parse(spec.get("chart")),
             chart_ref=mapping(spec.get("chartRef")),
+            post_renderer_patches=[
+                (f"spec.postRenderers[{position}].kustomize.patches[{index}]", patch)
+                for position, renderer in enumerate(sequence(spec.get("postRenderers")))
+                for index, patch in enumerate(sequence(mapping(mapping(renderer).get("kustomize")).get("patches")))],
         )
 
     @property

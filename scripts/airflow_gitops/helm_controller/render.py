@@ -86,14 +86,12 @@ def post_render_patches(hr: Resource) -> list[dict[str, Any]]:
     """The kustomize patches of spec.postRenderers. Flux's patch type has only `patch` (inline) and `target`:
     anything else, such as a `path` that would make kustomize read a file of the host, is refused."""
     patches = []
-    for position, renderer in enumerate((hr.obj.get("spec") or {}).get("postRenderers") or []):
-        for index, patch in enumerate(((renderer or {}).get("kustomize") or {}).get("patches") or []):
-            where = f"spec.postRenderers[{position}].kustomize.patches[{index}]"
-            extra = sorted(set(patch) - {"patch", "target"}) if isinstance(patch, dict) else ["(not a mapping)"]
-            if extra:
-                raise RenderError(f"unknown field(s) {', '.join(extra)}: a Flux patch has only `patch` and `target`",
-                                  hr.source_file, hr.ref, where)
-            patches.append(patch)
+    for where, patch in HelmRelease.parse(hr).post_renderer_patches:
+        extra = sorted(set(patch) - {"patch", "target"}) if isinstance(patch, dict) else ["(not a mapping)"]
+        if extra:
+            raise RenderError(f"unknown field(s) {', '.join(extra)}: a Flux patch has only `patch` and `target`",
+                              hr.source_file, hr.ref, where)
+        patches.append(patch)
     return patches
 
 
