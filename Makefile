@@ -39,7 +39,7 @@ checkov-venv: ## Install checkov in its own venv (.venv-checkov); it must not en
 	@bash scripts/checkov-venv.sh
 
 checkov: setup-tool checkov-venv ## checkov over every cluster's rendered objects and worker pod template (.checkov.yaml skips)
-	$(BIN)/python -m airflow_gitops.checkov_scan kind eks
+	$(BIN)/python -m airflow_gitops.checks.checkov_scan kind eks
 
 test: setup checkov-venv ## Run every test (the README's test command)
 	$(BIN)/pytest

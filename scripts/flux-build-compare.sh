@@ -2,7 +2,7 @@
 # Proves that `airflow-gitops render` builds what Flux builds: for every Flux Kustomization of every cluster (or
 # of the clusters given as arguments), compares the tool's objects with the real Flux CLI's
 #   flux build kustomization NAME --path PATH --kustomization-file FILE --dry-run
-# Both sides are printed canonically by `airflow-gitops flux-build`; see scripts/airflow_gitops/fluxbuild.py for
+# Both sides are printed canonically by `airflow-gitops flux-build`; see scripts/airflow_gitops/operate/flux_build.py for
 # the two things dry-run mode does differently (substituteFrom, owner labels and SOPS masks) and how they are met.
 #
 # Exit status: 0 every build is identical; 1 some build differs (unified diffs printed); 2 a build failed.

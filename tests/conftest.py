@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from airflow_gitops.flux import ClusterState, render_cluster
+from airflow_gitops.model import ClusterState
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, parse_chart_overrides
 
 REPO = Path(__file__).resolve().parent.parent

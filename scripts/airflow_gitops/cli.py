@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # Imported lazily so that `render` does not pay for importing Airflow, and `dev` not for the Helm SDK.
@@ -41,8 +42,27 @@ EXIT_ERROR = 2
 DEBUG_ENV = "AIRFLOW_GITOPS_DEBUG"
 
 
+class _StderrHandler(logging.Handler):
+    """The engine's warnings (logger `airflow_gitops`) as `WARNING: text` on the stderr of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # logging's own contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
+def configure_logging() -> None:
+    logger = logging.getLogger("airflow_gitops")
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    configure_logging()
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
     try:

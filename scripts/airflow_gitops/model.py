@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_gitops import bounds
+from airflow_gitops.source import bounds
 
 
 def load_yaml_all(text: str, source: str = "(YAML)") -> list[Any]:
@@ -139,3 +139,30 @@ class ReleaseRender:
     unrendered_reason: str | None = None
     chart_values_keys: set[str] | None = None
     chart_schema: dict[str, Any] | None = None
+
+
+@dataclass
+class ClusterState:
+    """A cluster as Flux would leave it: what kustomize-controller applied, then what helm-controller rendered."""
+
+    name: str
+    # Objects from Git, in the order Flux applies them (Kustomization by Kustomization).
+    resources: list[Resource] = field(default_factory=list)
+    releases: list[ReleaseRender] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    # Notes for the user that are not errors, e.g. an optional substituteFrom that is absent offline.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def all_resources(self) -> list[Resource]:
+        chart_objects = [obj for release in self.releases for obj in release.objects]
+        return [*self.resources, *chart_objects]
+
+    def find(self, kind: str, name: str, namespace: str | None = None) -> Resource | None:
+        for resource in self.resources:
+            if resource.kind == kind and resource.name == name and (
+                namespace is None or resource.namespace == namespace
+            ):
+                return resource
+        return None

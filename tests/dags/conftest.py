@@ -60,7 +60,7 @@ def pg_server_url() -> Iterator[str]:
 
     Fails, never skips, when PostgreSQL is not installed: these tests are the proof that the DAGs work.
     """
-    from airflow_gitops import localpg
+    from airflow_gitops.dev import localpg
 
     url = os.environ.get(localpg.ENV_URL)
     if url:

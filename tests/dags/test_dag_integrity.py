@@ -34,7 +34,7 @@ PARSE_BUDGET_SECONDS = float(os.environ.get("AIRFLOW_GITOPS_PARSE_BUDGET", "0.3"
 @pytest.fixture(scope="module")
 def processor_report():
     """The dag-processor's own DagFileProcessorProcess over every file, in a fresh process."""
-    from airflow_gitops.dagparse import parse_report
+    from airflow_gitops.dev.dagparse import parse_report
 
     return parse_report(DAGS_DIR, repeat=3)
 

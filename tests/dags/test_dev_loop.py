@@ -99,7 +99,7 @@ def _all_finished(runs: list[dict]) -> bool:
 
 
 def test_dev_runs_the_dags_locally():
-    from airflow_gitops import localpg
+    from airflow_gitops.dev import localpg
 
     localpg.find_bindir()  # fails loudly, with the install hint, if PostgreSQL 15 is missing
     port = _free_port()

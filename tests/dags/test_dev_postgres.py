@@ -42,7 +42,7 @@ def _exported_url(stdout: str) -> str:
 
 @pytest.fixture
 def pg_dir():
-    from airflow_gitops import localpg
+    from airflow_gitops.dev import localpg
 
     localpg.find_bindir()  # fails with the install hint when PostgreSQL 15 is missing
     directory = Path(tempfile.mkdtemp(prefix="airflow-gitops-cli-pg-"))  # `postgres` must reach it
@@ -95,7 +95,7 @@ def test_missing_binaries_are_a_clear_error(tmp_path: Path, monkeypatch):
     # A machine without PostgreSQL can't be had here (CI installs it), so the search path is pointed at
     # empty directories instead: the one place these tests fake anything. The conftest fixture turns
     # this error into a test failure, never a skip.
-    from airflow_gitops import localpg
+    from airflow_gitops.dev import localpg
 
     monkeypatch.setattr(localpg, "DEFAULT_BINDIRS", (str(tmp_path / "nowhere"),))
     monkeypatch.setenv("PATH", str(tmp_path))

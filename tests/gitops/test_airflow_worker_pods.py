@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow_gitops import schemas
+from airflow_gitops.checks import schemas
 from airflow_gitops.model import Resource
 
 from tests.conftest import REPO, airflow_release, schemas_dir

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from airflow_gitops import aws
-from airflow_gitops.validation import validate_cluster
+from airflow_gitops.checks import aws
+from airflow_gitops.checks.validation import validate_cluster
 from botocore.validate import ParamValidator
 from parliament import analyze_policy_string
 

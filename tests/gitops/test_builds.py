@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow_gitops import kustomize
-from airflow_gitops.flux import render_cluster
+from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.model import ERROR
+from airflow_gitops.pipeline import render_cluster
 
 from tests.conftest import make_settings, render
 
@@ -30,18 +30,18 @@ def test_cluster_variables_are_substituted_into_the_airflow_values(cluster):
 
 
 def test_braced_and_default_forms():
-    sub = kustomize.Substitution({"name": "airflow", "empty": ""})
+    sub = postbuild.Substitution({"name": "airflow", "empty": ""})
     assert sub.text("${name}-${missing:=fallback}-${empty:=x}-${empty=y}", "f") == "airflow-fallback-x-"
     assert sub.missing == []
 
 
 def test_double_dollar_escapes_and_command_substitution_is_left_alone():
-    sub = kustomize.Substitution({})
+    sub = postbuild.Substitution({})
     assert sub.text('$${literal} "$(printenv PASSWORD)"', "f") == '${literal} "$(printenv PASSWORD)"'
 
 
 def test_a_missing_variable_is_reported_with_its_field():
-    objects, findings = kustomize.substitute(
+    objects, findings = postbuild.substitute(
         [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"url": "${nope}"}}], {},
         lambda obj: "some/file.yaml")
     assert objects[0]["data"]["url"] == ""
@@ -50,9 +50,9 @@ def test_a_missing_variable_is_reported_with_its_field():
 
 def test_substitution_can_be_disabled_per_object():
     obj = {"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": "x", "annotations": {kustomize.SUBSTITUTE_ANNOTATION: "disabled"}},
+           "metadata": {"name": "x", "annotations": {postbuild.SUBSTITUTE_ANNOTATION: "disabled"}},
            "data": {"k": "${v}"}}
-    objects, findings = kustomize.substitute([obj], {"v": "1"}, lambda o: "f")
+    objects, findings = postbuild.substitute([obj], {"v": "1"}, lambda o: "f")
     assert objects[0]["data"]["k"] == "${v}" and findings == []
 
 

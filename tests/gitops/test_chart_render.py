@@ -6,8 +6,8 @@ import configparser
 
 import pytest
 import yaml
-from airflow_gitops import schemas
-from airflow_gitops.policies import containers, pod_template_resources, resource_requests
+from airflow_gitops.checks import schemas
+from airflow_gitops.checks.policies import containers, pod_template_resources, resource_requests
 
 from tests.conftest import airflow_release, schemas_dir
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 import yaml
-from airflow_gitops import checkov_scan
+from airflow_gitops.checks import checkov_scan
 from airflow_gitops.model import Resource
 
 from tests.conftest import REPO, make_settings

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow_gitops import fluxbuild, kustomize
-from airflow_gitops.flux import ClusterState, _variables, render_cluster
-from airflow_gitops.model import Resource
+from airflow_gitops.kustomize_controller import postbuild
+from airflow_gitops.kustomize_controller.api import Kustomization
+from airflow_gitops.kustomize_controller.postbuild import collect_variables
+from airflow_gitops.model import ClusterState, Resource
+from airflow_gitops.operate import flux_build
+from airflow_gitops.pipeline import render_cluster
 
 from tests.conftest import REPO, make_settings
 
@@ -67,8 +70,8 @@ def prepare_builds(env: dict[str, str], cluster: str) -> dict[str, list[dict]]:
     """What Flux would print if it agreed with the tool, in another order and shape than the tool prints."""
     state = render_cluster(make_settings(), cluster, charts=False)
     builds = {}
-    for ks in fluxbuild.kustomizations(state):
-        objects = list(reversed(fluxbuild.tool_objects(state, ks)))
+    for ks in flux_build.kustomizations(state):
+        objects = list(reversed(flux_build.tool_objects(state, ks)))
         builds[ks.path] = objects
         write_build(env, ks.path, objects)
     return builds
@@ -146,7 +149,7 @@ def test_every_kustomization_of_both_clusters_is_listed():
         state = render_cluster(make_settings(), cluster, charts=False)
         # eks backs the database up before an Airflow version change (README "Operate").
         backup = [("flux-system/db-backup", "infrastructure/backups/eks")] if cluster == "eks" else []
-        assert [(k.ref, k.path) for k in fluxbuild.kustomizations(state)] == [
+        assert [(k.ref, k.path) for k in flux_build.kustomizations(state)] == [
             ("flux-system/flux-system", f"clusters/{cluster}"), ("flux-system/apps", f"apps/{cluster}"), *backup,
             ("flux-system/infra-configs", f"infrastructure/configs/{cluster}"),
             ("flux-system/infra-controllers", f"infrastructure/controllers/{cluster}")]
@@ -156,8 +159,8 @@ def test_sops_data_is_masked_on_both_sides_as_flux_build_prints_it():
     encrypted = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "airflow"},
                  "stringData": {"password": "ENC[AES256_GCM,data:abc,type:str]"},
                  "sops": {"mac": "ENC[AES256_GCM,data:xyz,type:str]", "version": "3.9.0"}}
-    assert "password: '**SOPS**'" in fluxbuild.canonical([encrypted])
-    assert "sops:" not in fluxbuild.canonical([encrypted])
+    assert "password: '**SOPS**'" in flux_build.canonical([encrypted])
+    assert "sops:" not in flux_build.canonical([encrypted])
 
 
 # --- render matches kustomize-controller's substitution (fluxcd/pkg kustomize.SubstituteVariables) ---------------
@@ -168,7 +171,9 @@ def test_variable_values_lose_their_newlines_as_in_flux():
                         "data": {"git_branch": "main\n"}}, "clusters/x/cluster-vars.yaml", "root")
     ks = Resource({"kind": "Kustomization", "metadata": {"name": "apps", "namespace": "flux-system"}}, "x", "root")
     post_build = {"substituteFrom": [{"kind": "ConfigMap", "name": "cluster-vars"}], "substitute": {"a": "b\nc"}}
-    assert _variables(ClusterState("x", resources=[vars_cm]), ks, post_build) == {"git_branch": "main", "a": "bc"}
+    ks.obj["spec"] = {"postBuild": post_build}
+    assert collect_variables(ClusterState("x", resources=[vars_cm]), Kustomization.parse(ks)) == {
+        "git_branch": "main", "a": "bc"}
 
 
 @pytest.mark.parametrize("where", ["labels", "annotations"])
@@ -176,7 +181,7 @@ def test_substitution_disabled_by_label_or_annotation(where):
     obj = {"apiVersion": "v1", "kind": "ConfigMap",
            "metadata": {"name": "x", where: {"kustomize.toolkit.fluxcd.io/substitute": "disabled"}},
            "data": {"v": "${git_branch}"}}
-    [result], findings = kustomize.substitute([obj], {"git_branch": "main"}, lambda o: "x.yaml")
+    [result], findings = postbuild.substitute([obj], {"git_branch": "main"}, lambda o: "x.yaml")
     assert result["data"]["v"] == "${git_branch}" and findings == []
 
 

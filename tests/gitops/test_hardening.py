@@ -9,7 +9,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from airflow_gitops import pod_security, policies
+from airflow_gitops.checks import pod_security, policies
 
 from tests.conftest import airflow_release, render
 

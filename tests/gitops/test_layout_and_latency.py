@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from airflow_gitops import latency
+from airflow_gitops.operate import latency
 
 from tests.conftest import REPO, render
 

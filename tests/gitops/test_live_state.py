@@ -1,4 +1,4 @@
-"""The three live-cluster checks (scripts/airflow_gitops/live_state.py): each fails on a fixture that breaks it,
+"""The three live-cluster checks (scripts/airflow_gitops/checks/live_state.py): each fails on a fixture that breaks it,
 naming the file, the object and the field, and passes on the repository.
 
 The drift check reads rendered chart objects. The chart is absent in CI, so it is proven there on small synthetic
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow_gitops import live_state
+from airflow_gitops.checks import live_state
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, WARNING, ReleaseRender, Resource
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import make_settings, schemas_dir
 

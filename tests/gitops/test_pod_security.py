@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow_gitops import helmrelease, pod_security
+from airflow_gitops.checks import pod_security
+from airflow_gitops.checks.pod_security import RESTRICTED
+from airflow_gitops.checks.validation import validate_cluster
+from airflow_gitops.helm_controller import render
 from airflow_gitops.model import Resource
-from airflow_gitops.pod_security import RESTRICTED
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import airflow_release, make_settings, schemas_dir
 
@@ -313,7 +314,7 @@ def test_post_renderers_patch_adding_a_privileged_host_pid_container_fails_witho
     rendered = [Resource(scheduler, hr.source_file, "HelmRelease airflow/airflow",
                          "airflow/templates/scheduler/scheduler-deployment.yaml")]
     assert pod_security.pod_security(rendered, rendered, "1.35", []) == []
-    patched = helmrelease._post_render(rendered, [PRIVILEGED_HOST_PID_PATCH], hr)
+    patched = render._post_render(rendered, [PRIVILEGED_HOST_PID_PATCH], hr)
     found = [str(f) for f in pod_security.pod_security(patched, patched, "1.35", [])]
     where = ("apps/base/airflow/helmrelease.yaml (airflow/templates/scheduler/scheduler-deployment.yaml): "
              "Deployment airflow/airflow-scheduler: ")
@@ -413,7 +414,7 @@ def test_the_dags_pod_override_keeps_the_worker_pod_restricted(monkeypatch):
     import importlib.util
 
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
-    from airflow_gitops import policies
+    from airflow_gitops.checks import policies
     from kubernetes.client import ApiClient
 
     from tests.conftest import REPO

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from airflow_gitops import policies
+from airflow_gitops.checks import policies
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import Resource
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import make_settings, schemas_dir
 

@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.cli import main
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import REPO, make_settings, schemas_dir
 
@@ -276,13 +276,13 @@ def test_post_renderer_patch_with_a_literal_password(repo, capsys):
     ("fernet_key_cmd", "cat /run/secrets/fernet"), ("sql_alchemy_conn_secret", "airflow/connections/db"),
 ])
 def test_references_are_not_secrets(key, value):
-    from airflow_gitops.secret_values import problem
+    from airflow_gitops.checks.secret_values import problem
 
     assert problem(key, value) is None
 
 
 def test_a_numeric_password_is_a_password():
-    from airflow_gitops.secret_values import problem
+    from airflow_gitops.checks.secret_values import problem
 
     assert "secret-like key" in (problem("smtp_password", "123456") or "")
 
@@ -293,7 +293,7 @@ def test_a_numeric_password_is_a_password():
     ("xoxb-123456789012-abc", "Slack token"), ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefghijklmnopqrstu", "JWT"),
 ])
 def test_secret_shapes_under_any_key(value, found):
-    from airflow_gitops.secret_values import problem
+    from airflow_gitops.checks.secret_values import problem
 
     assert found in (problem("description", value) or "")
 
@@ -412,8 +412,8 @@ def test_rendered_airflow_containers_run_the_tested_airflow(repo):
     ("apache/airflow:3", False), ("docker.io/apachee/airflow:3.3.2", False), ("ghcr.io/cloudnative-pg.evil/x:1.0", False),
 ])
 def test_image_rules(image, ok):
-    from airflow_gitops.policy_config import value
-    from airflow_gitops.supply_chain import image_problems
+    from airflow_gitops.checks.policy_config import value
+    from airflow_gitops.checks.supply_chain import image_problems
 
     assert (image_problems(image, value(REPO, "allowed-image-registries")) == []) is ok
 
@@ -576,7 +576,7 @@ def test_exemption_needs_a_reason(repo):
 
 
 def test_policy_config_changes_are_findings(repo):
-    from airflow_gitops.policy_config import policy_config_changes
+    from airflow_gitops.checks.policy_config import policy_config_changes
 
     edit(repo, "pyproject.toml", 'require-resource-requests = ["eks"]', "require-resource-requests = []")
     found = [str(f) for f in policy_config_changes(REPO, repo)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops.cli import main
-from airflow_gitops.flux import render_cluster
+from airflow_gitops.pipeline import render_cluster
 
 from tests.conftest import make_settings
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops.cli import main
-from airflow_gitops.downgrade import BACKUP_FILE, LAYER, LAYER_EMPTY
+from airflow_gitops.operate.downgrade import BACKUP_FILE, LAYER, LAYER_EMPTY
 
 from tests.gitops.test_rollback_and_diff import git
 

@@ -4,8 +4,8 @@ Job downgrading with the same image, and values the chart's schema accepts."""
 from __future__ import annotations
 
 import pytest
-from airflow_gitops.downgrade import LAYER, step1_layer
-from airflow_gitops.validation import validate_cluster
+from airflow_gitops.checks.validation import validate_cluster
+from airflow_gitops.operate.downgrade import LAYER, step1_layer
 
 from tests.conftest import make_settings
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from airflow_gitops import schemas
+from airflow_gitops.checks import schemas
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Resource
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import make_settings, schemas_dir
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from airflow_gitops.storage import provided_classes
-from airflow_gitops.validation import validate_cluster
+from airflow_gitops.checks.storage import provided_classes
+from airflow_gitops.checks.validation import validate_cluster
 
 from tests.conftest import make_settings, schemas_dir
 

@@ -131,7 +131,7 @@ def test_the_cluster_argument_is_a_folder_name_not_a_path(ws, cluster):
 
 def test_a_post_renderer_patch_with_a_path_is_refused():
     # In process: post-rendering runs only where the chart renders, and CI has no chart.
-    from airflow_gitops.helmrelease import post_render_patches
+    from airflow_gitops.helm_controller.render import post_render_patches
     from airflow_gitops.model import RenderError, Resource
 
     hr = Resource({"kind": "HelmRelease", "metadata": {"name": "airflow", "namespace": "airflow"},

@@ -138,8 +138,8 @@ def test_an_alias_bomb_outside_the_usual_folders_is_read_by_the_bounded_loader_b
 
 def test_a_subprocess_over_its_wall_clock_is_stopped(monkeypatch):
     # In process, with a small bound: the same code runs kustomize for every build.
-    from airflow_gitops import bounds
     from airflow_gitops.model import RenderError
+    from airflow_gitops.source import bounds
 
     monkeypatch.setattr(bounds, "SUBPROCESS_TIMEOUT_S", 1)
     with pytest.raises(RenderError, match="kustomize build apps/kind: took over 1 s"):
@@ -147,8 +147,8 @@ def test_a_subprocess_over_its_wall_clock_is_stopped(monkeypatch):
 
 
 def test_a_subprocess_over_its_output_cap_is_stopped_by_the_kernel(monkeypatch):
-    from airflow_gitops import bounds
     from airflow_gitops.model import RenderError
+    from airflow_gitops.source import bounds
 
     monkeypatch.setattr(bounds, "MAX_OUTPUT_BYTES", 4096)
     with pytest.raises(RenderError, match="kustomize build apps/kind: output over the 4,096-byte bound"):

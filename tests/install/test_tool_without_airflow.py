@@ -18,9 +18,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from airflow_gitops.policies import PolicyConfig
+from airflow_gitops.checks.policies import PolicyConfig
+from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.settings import CHARTS_ENV
-from airflow_gitops.validation import validate_cluster
 
 from tests.conftest import REPO, make_settings, schemas_dir
 from tests.rollback.airflow_venvs import venvs_dir

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow_gitops import airflow_versions
 from airflow_gitops.commands.rollback import plan
-from airflow_gitops.downgrade import LAYER, airflow_at
-from airflow_gitops.operate import Write
+from airflow_gitops.operate import airflow_versions
+from airflow_gitops.operate.downgrade import LAYER, airflow_at
+from airflow_gitops.operate.plans import Write
 from airflow_gitops.settings import Settings
 
 from tests.conftest import make_settings
@@ -100,8 +100,8 @@ def step1_migrate_args(repo: Path) -> list[str]:
     layer = next(a for a in actions if isinstance(a, Write) and a.path == LAYER)
     (repo / LAYER).write_text(layer.text)
     values = airflow_at(Settings(repo), "kind").state  # the composed values below, via the real HelmRelease
-    from airflow_gitops.helmrelease import compose
-    from airflow_gitops.sources import SourceIndex
+    from airflow_gitops.helm_controller.values import compose
+    from airflow_gitops.source.provenance import SourceIndex
 
     hr = next(r for r in values.resources if r.kind == "HelmRelease" and r.name == "airflow")
     composed = compose(values, SourceIndex(repo), hr).values

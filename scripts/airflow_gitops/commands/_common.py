@@ -6,9 +6,9 @@ import sys
 
 import yaml
 
-from airflow_gitops.flux import cluster_names
 from airflow_gitops.model import Resource
 from airflow_gitops.settings import Settings, add_common_options
+from airflow_gitops.source.repository import cluster_names
 
 
 def add_cluster_argument(parser, allow_all: bool = False) -> None:
@@ -18,7 +18,7 @@ def add_cluster_argument(parser, allow_all: bool = False) -> None:
 
 def clusters_of(settings: Settings, name: str, allow_all: bool = False) -> list[str]:
     """The clusters a command runs on: a folder name under clusters/ (never a path), or `all` where allowed."""
-    from airflow_gitops.containment import check_cluster_name
+    from airflow_gitops.source.containment import check_cluster_name
 
     known = cluster_names(settings.repo)
     check_cluster_name(name, known, allow_all)

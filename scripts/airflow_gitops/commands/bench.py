@@ -10,9 +10,10 @@ import statistics
 import sys
 import time
 
-from airflow_gitops import extras
-from airflow_gitops.flux import cluster_names, render_cluster
+from airflow_gitops.dev import extras
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings, add_common_options
+from airflow_gitops.source.repository import cluster_names
 
 RENDER_TARGET_S = 3.0
 VALIDATE_ALL_TARGET_S = 10.0
@@ -42,9 +43,9 @@ def _row(label: str, value: float, target: float | None, unit: str = "s") -> str
 
 
 def run(args) -> int:
-    from airflow_gitops import latency
-    from airflow_gitops.sources import SourceIndex
-    from airflow_gitops.validation import validate_cluster
+    from airflow_gitops.checks.validation import validate_cluster
+    from airflow_gitops.operate import latency
+    from airflow_gitops.source.provenance import SourceIndex
 
     settings = Settings.from_args(args)
     clusters = cluster_names(settings.repo)
@@ -71,7 +72,7 @@ def run(args) -> int:
     if dags_missing:
         print(f"DAG parse times NOT MEASURED: {dags_missing}; or pass --skip-dags", file=sys.stderr)
     elif not args.skip_dags:
-        from airflow_gitops.dagparse import parse_times
+        from airflow_gitops.dev.dagparse import parse_times
 
         print("DAG parse time per file (as the dag-processor measures it)")
         for file, seconds in parse_times(settings.repo / "dags"):

@@ -161,7 +161,7 @@ def _secrets(home: Path) -> dict[str, str]:
 
 
 def _start_postgres(pg_dir: Path | None, home: Path):
-    from airflow_gitops import localpg
+    from airflow_gitops.dev import localpg
 
     candidates = [pg_dir] if pg_dir else [home / "pg", Path(os.environ.get("TMPDIR") or "/tmp") / "airflow-gitops-dev-pg"]
     error: Exception | None = None
@@ -256,7 +256,7 @@ def _stop(procs: dict[str, subprocess.Popen], grace: float = 30) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_gitops import extras, localpg
+    from airflow_gitops.dev import extras, localpg
 
     if missing := extras.airflow_missing("dev"):
         print(missing, file=sys.stderr)

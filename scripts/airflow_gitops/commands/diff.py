@@ -16,13 +16,14 @@ from pathlib import Path
 
 import yaml
 
+from airflow_gitops.checks.policy_config import policy_config_changes
 from airflow_gitops.commands._common import add_cluster_argument, warn
-from airflow_gitops.containment import check_cluster_name, resolve_commit
-from airflow_gitops.flux import cluster_names, render_cluster
 from airflow_gitops.model import ERROR, Finding, RenderError, Resource
-from airflow_gitops.policy_config import policy_config_changes
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
-from airflow_gitops.sources import HASH_SUFFIX
+from airflow_gitops.source.containment import check_cluster_name, resolve_commit
+from airflow_gitops.source.provenance import HASH_SUFFIX
+from airflow_gitops.source.repository import cluster_names
 
 MASK = "**masked**"
 
@@ -214,7 +215,7 @@ def differing(base: dict[str, str], head: dict[str, str]) -> int:
 
 def version_report(base: Settings, head: Settings, cluster: str, ref: str) -> list[str]:
     """What the change does to Airflow's version and schema, and what rolling it back will take."""
-    from airflow_gitops.downgrade import analyse
+    from airflow_gitops.operate.downgrade import analyse
 
     if not all((tree.repo / "clusters" / cluster).is_dir() for tree in (base, head)):
         return []

@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_gitops import aws, eksplan
-from airflow_gitops.eksplan import Cmd, Context, Local, Step
-from airflow_gitops.flux import render_cluster
+from airflow_gitops.checks import aws
 from airflow_gitops.model import RenderError
+from airflow_gitops.operate import eks_plan
+from airflow_gitops.operate.eks_plan import Cmd, Context, Local, Step
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings, add_common_options
 
 TOOLS = {
@@ -107,14 +108,14 @@ def run(args) -> int:
 
 def _run(args, started: float) -> int:
     settings = Settings.from_args(args)
-    variables = eksplan.cluster_vars(settings.repo, args.cluster)
+    variables = eks_plan.cluster_vars(settings.repo, args.cluster)
     secret_name, secret_keys = secret_of(settings, args.cluster)
     if args.action == "up" and not args.budget_email:
         raise Stop("the budget needs an alert address: --budget-email or BUDGET_EMAIL")
     if not args.dry_run:
         check_prerequisites(args)
     print(f"[{_elapsed(started)}] AWS identity")
-    identity = eksplan.identity_command()
+    identity = eks_plan.identity_command()
     print(f"  $ {shlex.join(identity.argv)}")
     if args.dry_run:
         account = args.account_id or variables.get("aws_account_id", "")
@@ -127,17 +128,17 @@ def _run(args, started: float) -> int:
     ctx = Context(settings.repo, args.cluster, workdir, variables, account, secret_name,
                   budget_email=getattr(args, "budget_email", ""), budget_usd=getattr(args, "budget_usd", "500"),
                   provided={key: getattr(args, key, "") for key in PROVIDED})
-    eksplan.render_templates(ctx, cluster_only=args.action == "down")
-    print(f"  # templates of {eksplan.aws.AWS_DIR} filled in under {workdir}")
+    eks_plan.render_templates(ctx, cluster_only=args.action == "down")
+    print(f"  # templates of {eks_plan.aws.AWS_DIR} filled in under {workdir}")
     if args.action == "up":
         changed: list[str] = []
-        plan = eksplan.up_plan(ctx, lambda _: write_secret(ctx, secret_keys),
+        plan = eks_plan.up_plan(ctx, lambda _: write_secret(ctx, secret_keys),
                                lambda _: changed.extend(write_cluster_vars(ctx)),
                                lambda name: lambda _: update_policy(ctx, name, started))
         return execute(plan, args.dry_run, started, stop_before="Flux",
                        must_stop=lambda: _push_first(ctx, changed) if changed else None)
     captured: dict[str, str] = {}
-    plan = eksplan.down_plan(ctx, args.delete_backups, lambda out: delete_volumes(ctx, out, started),
+    plan = eks_plan.down_plan(ctx, args.delete_backups, lambda out: delete_volumes(ctx, out, started),
                              lambda bucket: lambda _: empty_bucket(ctx, bucket, started),
                              lambda arn: lambda _: delete_old_versions(arn, started))
     print("eks down deletes, in this order:")

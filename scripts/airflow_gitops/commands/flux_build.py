@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from airflow_gitops import fluxbuild
 from airflow_gitops.commands._common import add_cluster_argument, warn
-from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import ERROR, RenderError
+from airflow_gitops.operate import flux_build
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
 
 
@@ -35,7 +35,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     if args.normalize:
         try:
-            sys.stdout.write(fluxbuild.canonical_text(Path(args.normalize).read_text()))
+            sys.stdout.write(flux_build.canonical_text(Path(args.normalize).read_text()))
         except (OSError, yaml.YAMLError) as error:
             warn(f"error: {args.normalize}: cannot read the Flux CLI's output: {error}")
             return 2
@@ -46,7 +46,7 @@ def run(args) -> int:
     except RenderError as error:
         warn(f"error: {error}")
         return 2
-    entries = fluxbuild.kustomizations(state)
+    entries = flux_build.kustomizations(state)
     if args.list:
         sys.stdout.write("".join(f"{ks.ref}\t{ks.path}\n" for ks in entries))
         return 0
@@ -63,6 +63,6 @@ def run(args) -> int:
     if failed:
         return 2
     Path(args.kustomization_file_out).write_text(
-        yaml.safe_dump(fluxbuild.kustomization_file(state, ks), sort_keys=False, width=1_000_000))
-    sys.stdout.write(fluxbuild.canonical(fluxbuild.tool_objects(state, ks)))
+        yaml.safe_dump(flux_build.kustomization_file(state, ks), sort_keys=False, width=1_000_000))
+    sys.stdout.write(flux_build.canonical(flux_build.tool_objects(state, ks)))
     return 0

@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_gitops import localpg
+    from airflow_gitops.dev import localpg
 
     try:
         if args.action == "start":

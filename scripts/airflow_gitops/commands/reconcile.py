@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow_gitops.commands._common import add_cluster_argument, warn
 from airflow_gitops.model import RenderError
-from airflow_gitops.operate import add_dry_run, kustomization_chain, reconcile_plan, run_or_print
+from airflow_gitops.operate.plans import add_dry_run, kustomization_chain, reconcile_plan, run_or_print
 from airflow_gitops.settings import Settings
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from airflow_gitops import containment
 from airflow_gitops.commands._common import add_cluster_argument, dump_stream, warn
-from airflow_gitops.flux import render_cluster
 from airflow_gitops.model import ERROR, RenderError
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
+from airflow_gitops.source import containment
 
 
 def configure(parser) -> None:

@@ -12,12 +12,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_gitops import airflow_versions, downgrade
 from airflow_gitops.commands._common import warn
 from airflow_gitops.commands.diff import base_tree
-from airflow_gitops.flux import cluster_names, render_cluster
 from airflow_gitops.model import RenderError
-from airflow_gitops.operate import (
+from airflow_gitops.operate import airflow_versions, downgrade
+from airflow_gitops.operate.plans import (
     Action,
     Note,
     Run,
@@ -29,7 +28,9 @@ from airflow_gitops.operate import (
     wait_jobs_gone,
     wait_release_ready,
 )
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings, add_common_options
+from airflow_gitops.source.repository import cluster_names
 
 DEPLOY_PATHS = ["clusters", "infrastructure", "apps", "charts-values"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_gitops.operate import add_dry_run, run_or_print, status_plan
+from airflow_gitops.operate.plans import add_dry_run, run_or_print, status_plan
 from airflow_gitops.settings import Settings, add_common_options
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from airflow_gitops.commands._common import add_cluster_argument, clusters_of
+from airflow_gitops.checks.registry import describe
+from airflow_gitops.checks.validation import validate_cluster
+from airflow_gitops.commands._common import clusters_of
 from airflow_gitops.model import WARNING, Finding, RenderError
-from airflow_gitops.settings import Settings
-from airflow_gitops.sources import SourceIndex
-from airflow_gitops.validation import validate_cluster
+from airflow_gitops.settings import Settings, add_common_options
+from airflow_gitops.source.provenance import SourceIndex
 
 
 def configure(parser) -> None:
-    add_cluster_argument(parser, allow_all=True)
+    parser.add_argument("cluster", nargs="?", help="cluster folder under clusters/, or `all`")
+    add_common_options(parser)
+    parser.add_argument("--list-checks", action="store_true",
+                        help="print every check: its name, the clusters it applies to, what it checks")
     parser.add_argument("--require-charts", action="store_true",
                         help="a HelmRelease whose chart cannot be had is an error (use where the network is)")
     parser.add_argument("--base", metavar="REF",
@@ -23,7 +27,7 @@ def configure(parser) -> None:
 def version_change(settings: Settings, cluster: str, ref: str):
     """Findings of the Airflow version change from `ref`; its summary goes to stdout with the rest."""
     from airflow_gitops.commands.diff import base_tree
-    from airflow_gitops.downgrade import analyse
+    from airflow_gitops.operate.downgrade import analyse
 
     with base_tree(settings, ref) as base:
         if not (base.repo / "clusters" / cluster).is_dir():
@@ -37,8 +41,8 @@ def version_change(settings: Settings, cluster: str, ref: str):
 def policy_changes(settings: Settings, ref: str) -> list[Finding]:
     """Every change of the policy table since `ref`, for the reviewer. Warnings, not errors: the table's owners
     approve it (.github/CODEOWNERS), and the strict loader already refuses a table that turns checks off silently."""
+    from airflow_gitops.checks.policy_config import policy_config_changes
     from airflow_gitops.commands.diff import base_tree
-    from airflow_gitops.policy_config import policy_config_changes
 
     with base_tree(settings, ref) as base:
         return [dataclasses.replace(f, severity=WARNING) for f in policy_config_changes(base.repo, settings.repo)]
@@ -46,6 +50,11 @@ def policy_changes(settings: Settings, ref: str) -> list[Finding]:
 
 def run(args) -> int:
     settings = Settings.from_args(args)
+    if args.list_checks:
+        print("\n".join(describe(settings)))
+        return 0
+    if args.cluster is None:
+        raise SystemExit("give a cluster (a folder under clusters/) or `all`, or --list-checks")
     clusters = clusters_of(settings, args.cluster, allow_all=True)
     index = SourceIndex(settings.repo)
     failed = broken = False
@@ -67,6 +76,8 @@ def run(args) -> int:
             print(f"{cluster}: note: {note}", file=sys.stderr)
         for line in report.unrendered:
             print(f"{cluster}: NOT RENDERED (its objects are not validated): {line}")
+        for check, why in report.checks_off:
+            print(f"{cluster}: check {check} is off: {why}")
         errors, unvalidated = len(report.errors), len(report.unvalidated)
         print(f"{cluster}: {report.objects_checked} objects checked, {errors} error(s), "
               f"{unvalidated} unvalidated, {len(report.unrendered)} release(s) not rendered")

@@ -7,11 +7,11 @@ import sys
 import yaml
 
 from airflow_gitops.commands._common import add_cluster_argument, warn
-from airflow_gitops.flux import render_cluster
-from airflow_gitops.helmrelease import compose
+from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.model import RenderError
+from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
-from airflow_gitops.sources import SourceIndex
+from airflow_gitops.source.provenance import SourceIndex
 
 
 def configure(parser) -> None:

@@ -1,0 +1,344 @@
+"""Checks for defects that only a live cluster shows: what Flux's controllers do *after* the first apply.
+
+Offline, the rendered desired state can be right and the cluster still misbehave. Each check here is one such
+defect, verified against the controllers' source (Flux 2.9: helm-controller v1.6.3, kustomize-controller v1.9.4,
+fluxcd/pkg, fluxcd/cli-utils kstatus):
+
+1. `drift_recreated_jobs`: a chart Job with `ttlSecondsAfterFinished` under drift detection is created again after
+   Kubernetes deletes it.
+2. `unwatched_variable_sources`: a values source whose content comes from post-build variables changes in place,
+   so helm-controller (or kustomize-controller, for substituteFrom) is not told about it.
+3. `unchecked_readiness`: a `wait: true` Kustomization that applies a custom resource kstatus cannot judge reports
+   Ready before the resource is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, SUBSTITUTION
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, load_yaml_all
+
+# --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
+
+# helm-controller api/v2 DriftDetectionMetadataKey / DriftDetectionDisabledValue.
+DRIFT_KEY = "helm.toolkit.fluxcd.io/driftDetection"
+DRIFT_DISABLED = "disabled"
+# Where the official Airflow chart lets values set a Job's own annotations (templates/jobs/*.yaml).
+AIRFLOW_CHART_JOB_ANNOTATIONS = {
+    "templates/jobs/migrate-database-job.yaml": "migrateDatabaseJob.jobAnnotations",
+    "templates/jobs/create-user-job.yaml": "createUserJob.jobAnnotations",
+}
+
+
+def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
+    """Every Job with a TTL that a HelmRelease with drift detection would re-create once the TTL deleted it.
+
+    helm-controller (internal/action/diff.go, Diff) runs fluxcd/pkg ssa/jsondiff.UnstructuredList over the release
+    manifest. jsondiff.Unstructured returns DiffTypeCreate for an object that is not in the cluster, and ApplyDiff
+    creates every such object; only an object excluded *before* the lookup is spared: its manifest carries
+    `helm.toolkit.fluxcd.io/driftDetection: disabled` (label or annotation, ExclusionSelector) or an ignore rule
+    matches it with the root path "" (IgnorePathRoot). An ignore rule on sub-paths does not stop the re-creation.
+    """
+    findings: list[Finding] = []
+    for release in releases:
+        hr = release.helmrelease
+        drift = ((hr.obj.get("spec") or {}).get("driftDetection") or {})
+        mode = drift.get("mode") or "disabled"
+        if mode not in ("enabled", "warn"):
+            continue
+        if release.unrendered_reason:
+            findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.driftDetection",
+                                    "NOT CHECKED: its chart did not render (see NOT RENDERED), so no Job with "
+                                    "ttlSecondsAfterFinished under drift detection could be looked for", "drift-jobs"))
+            continue
+        ignore_rules = drift.get("ignore") or []
+        for obj in release.objects:
+            if obj.kind != "Job" or obj.api_version != "batch/v1":
+                continue
+            ttl = (obj.obj.get("spec") or {}).get("ttlSecondsAfterFinished")
+            if ttl is None or _drift_excluded(obj.obj) or _ignored_whole(obj.obj, ignore_rules):
+                continue
+            where = AIRFLOW_CHART_JOB_ANNOTATIONS.get((obj.template or "").split("/", 1)[-1])
+            how = f"the chart value {where}" if where else "the chart's annotations for this Job"
+            consequence = ("corrects the drift by creating it, and running it, again on every reconcile"
+                           if mode == "enabled" else "reports it as drift on every reconcile")
+            findings.append(Finding(
+                ERROR, obj.location, obj.ref, f"metadata.annotations[{DRIFT_KEY}]",
+                f"Job has spec.ttlSecondsAfterFinished: {ttl} and {hr.ref} has spec.driftDetection.mode: {mode}: "
+                f"once Kubernetes deletes the finished Job, helm-controller {consequence}. Annotate it "
+                f"{DRIFT_KEY}: {DRIFT_DISABLED} through {how}, or add a spec.driftDetection.ignore rule with "
+                f"paths: [\"\"] whose target matches it", "drift-jobs"))
+    return findings
+
+
+def _drift_excluded(obj: dict[str, Any]) -> bool:
+    """fluxcd/pkg ssa/utils.AnyInMetadata: a label or an annotation, value compared case-insensitively."""
+    meta = obj.get("metadata") or {}
+    values = [(meta.get("labels") or {}).get(DRIFT_KEY), (meta.get("annotations") or {}).get(DRIFT_KEY)]
+    return any(isinstance(v, str) and v.lower() == DRIFT_DISABLED for v in values)
+
+
+def _ignored_whole(obj: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
+    """An ignore rule with the root path "" whose target (jsondiff.SelectorRegex) matches the object."""
+    for rule in rules:
+        if "" not in (rule.get("paths") or []):
+            continue
+        target = rule.get("target")
+        if target is None or _selector_matches(target, obj):
+            return True
+    return False
+
+
+def _selector_matches(target: dict[str, Any], obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    api_version = str(obj.get("apiVersion", ""))
+    group, _, version = api_version.rpartition("/")
+    wanted = {"group": group, "version": version, "kind": obj.get("kind", ""),
+              "name": meta.get("name", ""), "namespace": meta.get("namespace", "")}
+    for key, value in wanted.items():
+        pattern = target.get(key)
+        # jsondiff anchors every pattern (anchorRegex): "Job" matches only "Job". A broken pattern spares nothing:
+        # helm-controller refuses the whole rule set.
+        try:
+            if pattern and not re.fullmatch(str(pattern), str(value)):
+                return False
+        except re.error:
+            return False
+    return (_labels_match(target.get("labelSelector"), meta.get("labels") or {})
+            and _labels_match(target.get("annotationSelector"), meta.get("annotations") or {}))
+
+
+def _labels_match(selector: str | None, values: dict[str, str]) -> bool:
+    """Equality-based Kubernetes selectors (k=v, k==v, k!=v, k, !k); set-based ones are not matched (not spared)."""
+    if not selector:
+        return True
+    for term in (t.strip() for t in selector.split(",")):
+        if "!=" in term:
+            key, value = (s.strip() for s in term.split("!=", 1))
+            if values.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
+            if values.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in values:
+                return False
+        elif " in " in term or " notin " in term or term not in values:
+            return False
+    return True
+
+
+# --- 2. post-build variables in values sources --------------------------------------------------------------------
+
+# fluxcd/pkg apis/meta LabelKeyWatch/LabelValueWatchEnabled: the default --watch-configs-label-selector of both
+# helm-controller and kustomize-controller (fluxcd/pkg runtime/controller/watch.go).
+WATCH_LABEL = "reconcile.fluxcd.io/watch"
+WATCH_ENABLED = "Enabled"
+
+
+def unwatched_variable_sources(resources: list[Resource], releases: Iterable[ReleaseRender],
+                               repo: Path, generator_inputs: Callable[[str, str], list[str]]) -> list[Finding]:
+    """valuesFrom and substituteFrom ConfigMaps/Secrets whose content changes in place without the watch label.
+
+    - valuesFrom: kustomize hashes a generated ConfigMap's name *before* kustomize-controller substitutes ${vars},
+      so a changed variable changes the ConfigMap in place and the HelmRelease spec stays the same. helm-controller
+      v1.6.3 (internal/controller/helmrelease_manager.go) watches valuesFrom ConfigMaps and Secrets that carry the
+      watch label and reconciles their HelmReleases at once; without it, only at spec.interval.
+    - substituteFrom: a new commit reconciles every Kustomization of the source at once, possibly before the root
+      Kustomization has applied the new cluster-vars; kustomize-controller v1.9.4 (kustomization_manager.go,
+      indexConfigMap/indexSecret) re-reconciles the readers of a labelled substituteFrom object when it changes.
+    """
+    findings: list[Finding] = []
+    by_applier = {r.ref: r for r in resources if r.kind == "Kustomization"}
+    for release in releases:
+        hr = release.helmrelease
+        interval = (hr.obj.get("spec") or {}).get("interval", "its interval")
+        for position, ref in enumerate((hr.obj.get("spec") or {}).get("valuesFrom") or []):
+            source = _find(resources, ref.get("kind"), ref.get("name"), hr.namespace)
+            if source is None or _watched(source.obj) or not _substituted(source, by_applier):
+                continue
+            inputs = generator_inputs(source.name, str(Path(source.source_file).parent))
+            used = _variables_in_inputs(repo, inputs) if inputs else _variables_in_manifest(repo, source)
+            if not used:
+                continue
+            origin = ", ".join(inputs) if inputs else source.source_file
+            findings.append(Finding(
+                ERROR, source.source_file, source.ref, f"metadata.labels[{WATCH_LABEL}]",
+                f"values source of {hr.ref} (spec.valuesFrom[{position}]) uses post-build variables "
+                f"{', '.join(used)} in {origin}: a changed variable changes it in place, the HelmRelease spec stays "
+                f"the same, and helm-controller upgrades only after spec.interval ({interval}). Label it "
+                f"{WATCH_LABEL}: {WATCH_ENABLED} (configMapGenerator options.labels)", "watch-label"))
+    readers: dict[str, tuple[Resource, list[str]]] = {}
+    for ks in by_applier.values():
+        post_build = (ks.obj.get("spec") or {}).get("postBuild") or {}
+        for ref in post_build.get("substituteFrom") or []:
+            source = _find(resources, ref.get("kind"), ref.get("name"), ks.namespace or "flux-system")
+            if source is not None and not _watched(source.obj):
+                readers.setdefault(source.ref, (source, []))[1].append(ks.name)
+    for source, names in readers.values():
+        findings.append(Finding(
+            ERROR, source.source_file, source.ref, f"metadata.labels[{WATCH_LABEL}]",
+            f"read by the Kustomizations {', '.join(names)} (spec.postBuild.substituteFrom): without the label "
+            f"{WATCH_LABEL}: {WATCH_ENABLED}, a change to it reaches them only at their next interval (the commit "
+            "that changes it may reconcile them before it is applied)", "watch-label"))
+    return findings
+
+
+def _find(resources: list[Resource], kind: str | None, name: str | None, namespace: str) -> Resource | None:
+    return next((r for r in resources if r.kind == kind and r.name == name and r.namespace == namespace), None)
+
+
+def _watched(obj: dict[str, Any]) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(WATCH_LABEL) == WATCH_ENABLED
+
+
+def _substituted(source: Resource, kustomizations: dict[str, Resource]) -> bool:
+    """Whether kustomize-controller substitutes variables in this object at all."""
+    applier = kustomizations.get(source.applied_by)
+    if applier is None or not (applier.obj.get("spec") or {}).get("postBuild"):
+        return False
+    meta = source.obj.get("metadata") or {}
+    # fluxcd/pkg kustomize.SubstituteVariables skips an object labelled or annotated `substitute: disabled`.
+    return "disabled" not in ((meta.get("annotations") or {}).get(SUBSTITUTE_ANNOTATION),
+                              (meta.get("labels") or {}).get(SUBSTITUTE_ANNOTATION))
+
+
+def _variable_names(text: str) -> list[str]:
+    names = []
+    for match in SUBSTITUTION.finditer(text):
+        if match.group(1):  # $$ escapes a literal dollar
+            continue
+        expression = match.group(2) if match.group(2) is not None else match.group(3)
+        names.append("${" + re.split(r"[:=\-]", expression, maxsplit=1)[0] + "}")
+    return list(dict.fromkeys(names))
+
+
+def _variables_in_inputs(repo: Path, files: list[str]) -> list[str]:
+    names: list[str] = []
+    for file in files:
+        path = repo / file
+        if path.is_file():
+            names += _variable_names(path.read_text())
+    return list(dict.fromkeys(names))
+
+
+def _variables_in_manifest(repo: Path, source: Resource) -> list[str]:
+    """A ConfigMap/Secret written as a manifest: its data before substitution, as it stands in the file."""
+    path = repo / source.source_file
+    try:
+        docs = load_yaml_all(path.read_text()) if path.is_file() else []
+    except Exception:  # broken YAML is reported by the YAML check, with its line
+        return []
+    names: list[str] = []
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == source.kind and \
+                (doc.get("metadata") or {}).get("name") == source.name:
+            for section in ("data", "stringData"):
+                for value in (doc.get(section) or {}).values():
+                    names += _variable_names(str(value))
+    return list(dict.fromkeys(names))
+
+
+# --- 3. readiness of custom resources under wait: true ------------------------------------------------------------
+
+# Kubernetes' own API groups: kstatus has rules for their kinds (or they are ready once stored).
+BUILTIN_GROUPS = {
+    "", "apps", "batch", "autoscaling", "policy", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+    "apiregistration.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io",
+    "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "flowcontrol.apiserver.k8s.io", "networking.k8s.io",
+    "node.k8s.io", "rbac.authorization.k8s.io", "resource.k8s.io", "scheduling.k8s.io", "storage.k8s.io",
+}
+# Flux's own kinds are exempt: every toolkit controller follows kstatus (status.observedGeneration, Reconciling
+# and Stalled conditions, Ready), so kstatus already waits for them once their controller has seen them; the
+# Flux example repository relies on exactly that with wait: true.
+FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
+# Kinds whose status has nothing to wait for, read from their CRDs (../shared/schemas); kstatus's Current is right.
+NO_READINESS = {
+    ("barmancloud.cnpg.io", "ObjectStore"): "status holds only serverRecoveryWindow, written after backups run",
+    ("postgresql.cnpg.io", "ScheduledBackup"): "a schedule: status records its last and next run, the Backups "
+                                                "it creates are separate objects",
+}
+_READY = "has(status.conditions) && status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"
+# The expression to add for kinds whose status is known (CRDs in ../shared/schemas). `failed` only where the state
+# is terminal: a transient error (a store not yet validated) must not abort the wait.
+SUGGESTED = {
+    ("postgresql.cnpg.io", "Cluster"): {"current": _READY},
+    ("postgresql.cnpg.io", "Database"): {"current": "has(status.applied) && status.applied"},
+    ("postgresql.cnpg.io", "Backup"): {"current": "has(status.phase) && status.phase == 'completed'",
+                                       "failed": "has(status.phase) && status.phase == 'failed'"},
+    ("external-secrets.io", "ExternalSecret"): {"current": _READY},
+    ("external-secrets.io", "SecretStore"): {"current": _READY},
+    ("external-secrets.io", "ClusterSecretStore"): {"current": _READY},
+    ("karpenter.sh", "NodePool"): {
+        "current": _READY,
+        "failed": "has(status.conditions) && status.conditions.exists(c, c.type == 'ValidationSucceeded' "
+                  "&& c.status == 'False')"},
+}
+
+
+def api_group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
+
+
+def unchecked_readiness(resources: list[Resource]) -> list[Finding]:
+    """Every custom resource kind a Kustomization waits for needs a spec.healthCheckExprs entry.
+
+    kstatus (fluxcd/cli-utils pkg/kstatus/status: Compute, checkGenericProperties, checkReadyCondition) calls an
+    object without observedGeneration, Reconciling/Stalled or Ready conditions Current: a CloudNativePG Cluster
+    that its operator has not yet touched is "ready". kustomize-controller evaluates spec.healthCheckExprs instead
+    for the matching group/kind (fluxcd/pkg runtime/cel StatusReader: by GroupKind, or the whole group when kind is
+    empty); an object with no expression that matches is judged by kstatus alone. It waits for every object it
+    applies with `wait: true`, else for those listed in spec.healthChecks.
+    """
+    findings: list[Finding] = []
+    for ks in resources:
+        spec = ks.obj.get("spec") or {}
+        if ks.kind != "Kustomization" or not ks.api_version.startswith("kustomize.toolkit.fluxcd.io/"):
+            continue
+        applier = f"Kustomization {ks.namespace or 'flux-system'}/{ks.name}"
+        if spec.get("wait") is True:
+            how, waited = "wait: true applies", [o for o in resources if o.applied_by == applier]
+        elif spec.get("healthChecks"):
+            how = "spec.healthChecks waits for"
+            waited = [o for o in resources if any(_is(check, o) for check in spec["healthChecks"])]
+        else:
+            continue
+        checked = {(api_group(str(e.get("apiVersion", ""))), str(e.get("kind") or ""))
+                   for e in spec.get("healthCheckExprs") or [] if isinstance(e, dict)}
+        missing: dict[tuple[str, str], list[Resource]] = {}
+        for obj in waited:
+            group = api_group(obj.api_version)
+            key = (group, obj.kind)
+            if group in BUILTIN_GROUPS or group.endswith(FLUX_GROUP_SUFFIX) or key in NO_READINESS \
+                    or key in checked or (group, "") in checked:
+                continue
+            missing.setdefault(key, []).append(obj)
+        for (group, kind), objects in missing.items():
+            findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.healthCheckExprs",
+                                    _missing_message(how, group, kind, objects), "readiness"))
+    return findings
+
+
+def _is(check: dict[str, Any], obj: Resource) -> bool:
+    return (isinstance(check, dict) and check.get("kind") == obj.kind and check.get("name") == obj.name
+            and (check.get("namespace") or "") == obj.namespace
+            and api_group(str(check.get("apiVersion", ""))) == api_group(obj.api_version))
+
+
+def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -> str:
+    names = ", ".join(o.ref.split(" ", 1)[1] for o in objects[:3]) + (" ..." if len(objects) > 3 else "")
+    api_version = objects[0].api_version
+    suggestion = SUGGESTED.get((group, kind))
+    entry = f"{{apiVersion: {api_version}, kind: {kind}, " + (
+        ", ".join(f'{key}: "{expr}"' for key, expr in suggestion.items()) if suggestion
+        else 'current: "<CEL over the object, true once it is ready>"') + "}"
+    return (f"{how} {kind} {names} ({api_version}) but nothing checks its readiness: kstatus calls a "
+            f"custom resource without conditions Current, so this Kustomization can be Ready before the {kind} is. "
+            f"Add to spec.healthCheckExprs: {entry}"
+            + ("" if suggestion else " (read the status fields from its CRD; if its status has nothing to wait "
+               "for, add the kind to NO_READINESS in scripts/airflow_gitops/live_state.py with the reason)"))

@@ -1,0 +1,263 @@
+"""Every check `validate` runs, by name: what it checks, the clusters it applies to, and its function from the
+rendered cluster to findings. `validate --list-checks` prints this table.
+
+A check runs on every cluster, unless `clusters_key` names a cluster list of the policy configuration
+([tool.airflow-gitops.policies] in pyproject.toml): then it runs on the clusters listed there, and is off for a
+cluster only where that cluster is exempted with a written reason, which `validate` prints. Nothing else turns a
+check off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_gitops.checks import (
+    aws,
+    live_state,
+    ownership,
+    pod_security,
+    policies,
+    policy_config,
+    schemas,
+    secret_values,
+    sops,
+    storage,
+    supply_chain,
+)
+from airflow_gitops.checks.policies import PolicyConfig
+from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
+from airflow_gitops.settings import Settings
+from airflow_gitops.source import bounds
+from airflow_gitops.source.provenance import SourceIndex
+from airflow_gitops.source.repository import cluster_names
+
+ROOT_APPLIER = "Kustomization flux-system/flux-system"
+
+
+@dataclass
+class CheckedCluster:
+    """What every check reads: the rendered cluster, and what validate derived from it once."""
+
+    settings: Settings
+    state: ClusterState
+    index: SourceIndex
+    config: PolicyConfig
+    schema_folder: Path | None
+    kube: schemas.KubernetesSchemas
+    crds: schemas.CRDSchemas
+    # Git objects, chart objects and the worker pod templates: everything a pod or schema check looks at.
+    checked: list[Resource]
+    require_charts: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+    @property
+    def repo(self) -> Path:
+        return self.settings.repo
+
+    @property
+    def airflow_releases(self) -> list[ReleaseRender]:
+        return [r for r in self.state.releases if r.helmrelease.name == self.config.airflow_release]
+
+    def values_file_of(self, release: ReleaseRender, path: Any) -> str:
+        return schemas.values_file_of(release, list(path), self.repo)
+
+    def values_file_of_release(self, release: ReleaseRender) -> Callable[[Any], str]:
+        return lambda path: self.values_file_of(release, path)
+
+    def setting(self, key: str) -> list[str]:
+        return list(policy_config.value(self.repo, key, []) or [])
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    run: Callable[[CheckedCluster], list[Finding]]
+    # A cluster list of the policy configuration; None: the check runs on every cluster.
+    clusters_key: str | None = None
+
+
+def _per_release(check: Callable[[CheckedCluster, ReleaseRender], list[Finding]]):
+    return lambda cluster: [f for release in cluster.state.releases for f in check(cluster, release)]
+
+
+def _schemas(cluster: CheckedCluster) -> list[Finding]:
+    return [f for resource in cluster.checked
+            for f in schemas.validate_resource(sops.without_sops(resource), cluster.kube, cluster.crds)]
+
+
+def _pod_security(cluster: CheckedCluster) -> list[Finding]:
+    appliers = {f"HelmRelease {r.helmrelease.namespace}/{r.helmrelease.name}" for r in cluster.airflow_releases}
+    airflow_workloads = [r for r in cluster.checked if r.applied_by in appliers]
+    version = cluster.state.variables.get("kubernetes_version")
+    return [*pod_security.pod_security(cluster.checked, airflow_workloads, version, cluster.state.resources),
+            *pod_security.namespace_labels(cluster.state.resources, {r.namespace for r in cluster.airflow_releases})]
+
+
+def _values_secrets(cluster: CheckedCluster, release: ReleaseRender) -> list[Finding]:
+    return secret_values.values_secrets(release, cluster.values_file_of_release(release))
+
+
+def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
+    found = set()
+    for release in cluster.state.releases:
+        for source in supply_chain.sequence(supply_chain.mapping(release.helmrelease.obj.get("spec")).get("valuesFrom")):
+            if supply_chain.mapping(source).get("kind") == "ConfigMap":
+                found.add((release.helmrelease.namespace, source.get("name")))
+    return found
+
+
+def _airflow_images(cluster: CheckedCluster) -> list[Finding]:
+    repositories = cluster.setting("airflow-image-repositories")
+    return [f for release in cluster.airflow_releases
+            for f in supply_chain.airflow_images(release, repositories, cluster.config.airflow_version,
+                                                 cluster.values_file_of_release(release))]
+
+
+def _dags_repository(cluster: CheckedCluster) -> list[Finding]:
+    repositories = cluster.setting("dags-repositories")
+    return [f for release in cluster.airflow_releases
+            for f in supply_chain.dags_repository(release, cluster.state.variables, cluster.state.resources,
+                                                  repositories, cluster.values_file_of_release(release))]
+
+
+def _airflow_contract(cluster: CheckedCluster) -> list[Finding]:
+    findings = [f for release in cluster.airflow_releases
+                for f in policies.airflow_contract(release, cluster.config, cluster.values_file_of_release(release))]
+    if not cluster.airflow_releases:
+        findings.append(Finding(ERROR, f"clusters/{cluster.name}", f"HelmRelease {cluster.config.airflow_release}",
+                                "(root)", "the cluster installs no Airflow release", "airflow-contract"))
+    return findings
+
+
+def _charts_rendered(cluster: CheckedCluster) -> list[Finding]:
+    if not cluster.require_charts:
+        return []
+    return [Finding(ERROR, r.helmrelease.source_file, r.helmrelease.ref, "spec.chart",
+                    f"chart not rendered: {r.unrendered_reason}", "chart")
+            for r in cluster.state.releases if r.unrendered_reason]
+
+
+# In the order validate has always run them (findings with the same file, object and field keep this order).
+CHECKS: list[Check] = [
+    Check("schema", "every object (Git, chart output, worker pod template) against Kubernetes' schemas and the CRDs",
+          _schemas),
+    Check("cluster-folder", "clusters/<cluster>/ holds only Flux Kustomizations and cluster-vars",
+          lambda c: policies.cluster_folder([r for r in c.state.resources if r.applied_by == ROOT_APPLIER])),
+    Check("exact-chart-version", "every HelmRelease pins an exact chart version",
+          lambda c: policies.exact_chart_versions(c.state.resources)),
+    Check("image-tag", "no untagged or :latest image", lambda c: policies.image_tags(c.checked)),
+    Check("plaintext-secret", "no plaintext Secret in Git (SOPS-encrypted or ExternalSecret only)",
+          lambda c: policies.plaintext_secrets(c.state.resources)),
+    Check("pod-security", "Pod Security Standards: baseline everywhere, restricted for Airflow; Namespace labels",
+          _pod_security),
+    Check("policy-config", "the policy configuration itself: known keys, no empty list, every cluster listed or exempt",
+          lambda c: policy_config.check(c.repo, c.name, cluster_names(c.repo))),
+    Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment",
+          lambda c: supply_chain.pinned_actions(c.repo)),
+    Check("bootstrap-folder", "clusters/<cluster>/flux-system/ holds only what flux bootstrap writes",
+          lambda c: supply_chain.bootstrap_folder([r for r in c.state.resources if r.applied_by == ROOT_APPLIER],
+                                                  c.name)),
+    Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
+          lambda c: supply_chain.chart_pins(c.state.resources)),
+    Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",
+          lambda c: [*supply_chain.rendered_images(c.checked, c.setting("allowed-image-registries")),
+                     *supply_chain.post_renderer_images(c.state.resources, c.setting("allowed-image-registries")),
+                     *[f for release in c.state.releases
+                       for f in supply_chain.values_images(release, c.setting("allowed-image-registries"),
+                                                           c.values_file_of_release(release))]]),
+    Check("sops", "SOPS-encrypted Secrets carry valid SOPS metadata and a Kustomization that decrypts them",
+          lambda c: sops.check(c.state.resources)),
+    Check("secret-value", "no secret value outside a Secret: chart values, env, connections, ConfigMaps",
+          lambda c: [*_per_release(_values_secrets)(c), *secret_values.git_secrets(c.state.resources,
+                                                                                 _values_configmaps(c))]),
+    Check("airflow-image", "Airflow's own images are the tested Airflow, from airflow-image-repositories",
+          _airflow_images),
+    Check("dags-source", "git-sync takes DAGs only from dags-repositories and the cluster's git_url",
+          _dags_repository),
+    Check("storage-class", "every storageClassName used is a StorageClass applied before it, or provided",
+          lambda c: storage.storage_classes(c.state.resources, c.state.releases, c.state.variables,
+                                            c.values_file_of)),
+    Check("aws-config", "the AWS side (eksctl ClusterConfig, IAM, S3, budget) matches the cluster",
+          lambda c: aws.validate_aws(c.repo, c.name, c.state, c.schema_folder, c.values_file_of)),
+    Check("object-size", "no ConfigMap/Secret data over 1 MiB, no object over etcd's 1.5 MiB",
+          lambda c: bounds.object_sizes(c.checked)),
+    Check("ownership", "one owner per object: never two Kustomizations, or one and a HelmRelease",
+          lambda c: ownership.double_owners(c.state.all_resources)),
+    Check("resource-requests", "every container requests CPU and memory",
+          lambda c: policies.resource_requests(c.checked), clusters_key="require-resource-requests"),
+    Check("secret-source", "every Secret read by name is made by an ExternalSecret",
+          lambda c: policies.secrets_have_a_source(c.state.resources, c.state.releases, c.values_file_of),
+          clusters_key="secrets-from-external-secrets"),
+    Check("drift-jobs", "no chart Job with ttlSecondsAfterFinished under drift detection",
+          lambda c: live_state.drift_recreated_jobs(c.state.releases)),
+    Check("watch-label", "the watch label on every valuesFrom/substituteFrom object whose content changes in place",
+          lambda c: live_state.unwatched_variable_sources(c.state.resources, c.state.releases, c.repo,
+                                                          c.index.generator_inputs)),
+    Check("readiness", "a healthCheckExprs entry for every custom resource kind a Kustomization waits for",
+          lambda c: live_state.unchecked_readiness(c.state.resources)),
+    Check("values-schema", "composed values against the chart's values schema, and no unknown top-level key",
+          _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
+    Check("values-secret", "no secret in plain chart values (the chart's password fields)",
+          _per_release(lambda c, release: policies.values_secrets(release, c.values_file_of_release(release)))),
+    Check("airflow-contract", "the Airflow release keeps the platform contract (executor, git-sync, secrets, version)",
+          _airflow_contract),
+    Check("chart", "with --require-charts, every HelmRelease's chart rendered", _charts_rendered),
+]
+
+
+def cluster_list(settings: Settings, key: str) -> tuple[list[str], dict[str, str]]:
+    """The clusters a policy-config cluster list names, and its exemptions {cluster: reason}."""
+    listed = policy_config.value(settings.repo, key, []) or []
+    exemptions = (policy_config.value(settings.repo, "exemptions", {}) or {})
+    exempt = exemptions.get(key) if isinstance(exemptions, dict) else None
+    return ([c for c in listed if isinstance(c, str)] if isinstance(listed, list) else [],
+            {str(k): str(v) for k, v in exempt.items()} if isinstance(exempt, dict) else {})
+
+
+def off_reason(settings: Settings, check: Check, cluster: str) -> str | None:
+    """Why `check` does not run on `cluster`, or None when it runs."""
+    if check.clusters_key is None:
+        return None
+    listed, exempt = cluster_list(settings, check.clusters_key)
+    if cluster in listed:
+        return None
+    where = f"{policy_config.FILE} [tool.airflow-gitops.policies.exemptions.{check.clusters_key}]"
+    if cluster in exempt:
+        return f"exempted in {where}: {exempt[cluster]}"
+    return f"not in {check.clusters_key} and not exempted (the policy-config check reports it)"
+
+
+def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, str]]]:
+    """Every check that applies to the cluster, in order; and (check, why) for each one that is off."""
+    findings: list[Finding] = []
+    off: list[tuple[str, str]] = []
+    for check in CHECKS:
+        reason = off_reason(cluster.settings, check, cluster.name)
+        if reason is not None:
+            off.append((check.name, reason))
+            continue
+        findings += check.run(cluster)
+    return findings, off
+
+
+def describe(settings: Settings) -> list[str]:
+    """One line per check for `validate --list-checks`: name, clusters, description."""
+    clusters = cluster_names(settings.repo)
+    lines = []
+    width = max(len(check.name) for check in CHECKS)
+    for check in CHECKS:
+        if check.clusters_key is None:
+            applies = "all clusters"
+        else:
+            listed, exempt = cluster_list(settings, check.clusters_key)
+            applies = f"{', '.join(listed) or 'no cluster'} ({check.clusters_key})"
+            if exempt:
+                applies += f"; off for {', '.join(c for c in clusters if c in exempt) or ', '.join(exempt)}"
+        lines.append(f"{check.name:<{width}}  {check.description}  [{applies}]")
+    return lines

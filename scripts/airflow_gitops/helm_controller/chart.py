@@ -1,0 +1,100 @@
+"""The chart of a HelmRelease, as helm-controller's source side gets it: a local override, the cache, or a pull
+from its HelmRepository."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from airflow_gitops.helm_controller.api import HelmRelease
+from airflow_gitops.model import WARNING, ClusterState, Finding, Resource
+from airflow_gitops.settings import CHARTS_ENV, Settings
+
+log = logging.getLogger(__name__)
+
+
+class ChartUnavailable(Exception):
+    pass
+
+
+class ChartCache:
+    """Charts loaded by this process, and the charts that could not be had, so that `validate all` and `bench`
+    load each chart once and ask the network for a missing one once. One per process by default (`PROCESS`);
+    pass another to start from nothing."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[Path, Any] = {}
+        # (chart, version, repository URL) -> why it could not be fetched.
+        self.unavailable: dict[tuple[str, str, str], str] = {}
+        self.warned: set[str] = set()
+
+    def load(self, settings: Settings, state: ClusterState, hr: Resource):
+        """The chart of a HelmRelease: a local override, the cache folder, or its HelmRepository, in that order."""
+        chart = HelmRelease.parse(hr).chart
+        if chart is None:
+            raise ChartUnavailable("spec.chartRef (OCIRepository/HelmChart) rendering is not supported offline")
+        name, version = chart.chart, chart.version
+        local = settings.local_charts.get(name)
+        if local:
+            loaded = self._load(local)
+            if loaded.name != name or loaded.version != version:
+                message = (f"rendering {hr.ref} with local chart {loaded.name} {loaded.version} from {local}, "
+                           f"but the manifests pin {name} {version}: output may differ from what Flux installs")
+                if message not in self.warned:
+                    self.warned.add(message)
+                    log.warning(message)
+                state.findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.chart.spec.version", message,
+                                              "chart"))
+            return loaded
+        repository = state.find(chart.source_kind, chart.source_name, chart.source_namespace or hr.namespace)
+        if repository is None:
+            raise ChartUnavailable(f"{chart.source_kind} {chart.source_name} is not applied by this cluster")
+        url = str((repository.obj.get("spec") or {}).get("url", ""))
+        host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
+        cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
+        if not cached.exists():
+            if (name, version, url) in self.unavailable:
+                raise ChartUnavailable(self.unavailable[(name, version, url)])
+            try:
+                _pull(name, version, url, cached)
+            except ChartUnavailable as reason:
+                self.unavailable[(name, version, url)] = str(reason)
+                raise
+        return self._load(cached)
+
+    def _load(self, path: Path):
+        import helm_python
+
+        if path not in self.loaded:
+            if not path.exists():
+                raise ChartUnavailable(f"local chart {path} does not exist")
+            self.loaded[path] = helm_python.Chart.load(str(path))
+        return self.loaded[path]
+
+
+PROCESS = ChartCache()
+
+
+def _pull(name: str, version: str, url: str, destination: Path) -> None:
+    import helm_python
+
+    if url.startswith("oci://"):
+        raise ChartUnavailable(f"OCI HelmRepository {url} is not supported; give a local chart")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            helm_python.pull(name, repo_url=url, version=version, destination=tmp)
+        except Exception as error:  # the SDK raises several error types for network and index problems
+            raise ChartUnavailable(
+                f"chart {name} {version} from {url} is not in the cache ({destination}) and could not be fetched "
+                f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}). "
+                f"Offline, point at a local copy: --chart {name}=PATH or {CHARTS_ENV}={name}=PATH"
+            ) from error
+        files = list(Path(tmp).glob("*.tgz"))
+        if not files:
+            raise ChartUnavailable(f"pulling chart {name} {version} from {url} produced no archive")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(files[0]), destination)

@@ -1,0 +1,145 @@
+"""kustomize-controller's reconciliation of a cluster: from the bootstrap Kustomization (clusters/<cluster>), each Flux
+Kustomization built and post-built in dependsOn order, as Flux applies them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_gitops.kustomize_controller import postbuild
+from airflow_gitops.kustomize_controller.api import Kustomization
+from airflow_gitops.kustomize_controller.build import build as kustomize_build
+from airflow_gitops.model import ERROR, WARNING, ClusterState, Finding, RenderError, Resource
+from airflow_gitops.settings import Settings
+from airflow_gitops.source import containment
+from airflow_gitops.source.provenance import SourceIndex
+
+BOOTSTRAP_SOURCE = "flux-system"
+
+
+@dataclass
+class _Build:
+    """A Kustomization's build, started when it is found: the checks run at once (their findings wait here),
+    the kustomize run goes to a worker thread. Builds do not depend on each other, only their post-build
+    step does, so a cluster's builds overlap while they are applied in dependsOn order."""
+
+    findings: list[Finding]
+    rel_path: str = ""
+    run: Callable[[], list[dict[str, Any]]] | None = None
+    file: str = ""
+    applier: str = ""
+    where: str = ""
+    sandbox_root: str = ""
+
+    def objects(self) -> list[dict[str, Any]] | None:
+        if self.run is None:
+            return None
+        try:
+            return self.run()
+        except RenderError as error:
+            message = str(error).replace(f"{self.sandbox_root}/", "")
+            self.findings.append(Finding(ERROR, self.file, self.applier, self.where,
+                                         f"kustomize build {self.rel_path} failed: {message}", "build"))
+            return None
+
+
+def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterState,
+                           sandbox: containment.Sandbox) -> None:
+    # The bootstrap Kustomization (gotk-sync.yaml) applies clusters/<cluster> with no post-build step.
+    cluster = state.name
+    root = settings.repo / "clusters" / cluster
+    root_applier = f"Kustomization flux-system/{BOOTSTRAP_SOURCE}"
+    root_build = _build(settings, index, sandbox, root, {}, f"clusters/{cluster}", root_applier, "(root)")
+    root_objects = root_build.objects()
+    state.findings.extend(root_build.findings)
+    if root_objects is None:
+        return
+    for obj in root_objects:
+        state.resources.append(Resource(obj, index.file_of(obj, f"clusters/{cluster}"), root_applier))
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        def start(found: list[Resource]) -> list[Kustomization]:
+            kustomizations = [Kustomization.parse(r) for r in found if Kustomization.is_kustomization(r)]
+            for ks in kustomizations:
+                builds[id(ks)] = _start_kustomization(settings, index, ks, sandbox, pool)
+            return kustomizations
+
+        builds: dict[int, _Build] = {}
+        pending = start(state.resources)
+        applied: set[str] = set()
+        while pending:
+            ready = [k for k in pending if all(dep in applied for dep in k.depends_on)]
+            if not ready:
+                for k in pending:
+                    missing = [d for d in k.depends_on if d not in applied]
+                    state.findings.append(Finding(ERROR, k.resource.source_file, k.resource.ref, "spec.dependsOn",
+                                                  f"depends on {', '.join(missing)}, which no Kustomization here "
+                                                  "provides (or the chain is circular)", "dependsOn"))
+                break
+            for ks in ready:
+                pending.remove(ks)
+                applied.add(ks.id)
+                pending.extend(start(_apply_kustomization(index, state, ks, builds[id(ks)])))
+
+
+def _build(settings: Settings, index: SourceIndex, sandbox: containment.Sandbox, path: Path,
+           spec: dict[str, Any], file: str, applier: str, where: str, pool: ThreadPoolExecutor | None = None
+           ) -> _Build:
+    """kustomize build of a repository folder, on the sandbox, once every read it would do is checked."""
+    checked = containment.check_build(settings.repo, path, applier, spec, file)
+    build = _Build(list(checked.findings), settings.rel(path), None, file, applier, where, str(sandbox.root))
+    # Without a kustomization file, the build reads every YAML file below the path (a generated one).
+    generated = containment.kustomization_file(path) is None
+    read = sorted(checked.files) + ([settings.rel(p) for p in path.rglob("*.y*ml")] if generated else [])
+    known = len(index.yaml_errors)
+    index.ensure_indexed(read)
+    build.findings.extend(index.yaml_errors[known:])
+    broken = sorted(f.file for f in index.yaml_errors
+                    if f.file in checked.files or generated and f.file.startswith(build.rel_path.rstrip("/") + "/"))
+    if broken:
+        build.findings.append(Finding(ERROR, file, applier, where, f"not built: it reads {', '.join(broken)}, "
+                                      "which is refused above", "build"))
+    if checked.findings or broken:
+        return build
+    folder = sandbox.add(checked, path)
+    if pool is None:
+        build.run = lambda: kustomize_build(folder, spec)
+    else:
+        build.run = pool.submit(kustomize_build, folder, spec).result
+    return build
+
+
+def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomization, sandbox: containment.Sandbox,
+                         pool: ThreadPoolExecutor) -> _Build:
+    file, ref = ks.resource.source_file, ks.resource.ref
+    if ks.source_kind != "GitRepository" or ks.source_name != BOOTSTRAP_SOURCE:
+        return _Build([Finding(WARNING, file, ref, "spec.sourceRef",
+                               f"source {ks.source_kind}/{ks.source_name} is not this repository; "
+                               "its objects are not rendered", "render")])
+    path = (settings.repo / ks.path).resolve()
+    if not path.is_dir() or settings.repo.resolve() not in (path, *path.parents):
+        return _Build([Finding(ERROR, file, ref, "spec.path",
+                               f"path {ks.path!r} is not a folder of this repository", "build")])
+    return _build(settings, index, sandbox, path, ks.spec, file, ref, "spec.path", pool)
+
+
+def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomization, build: _Build) -> list[Resource]:
+    objects = build.objects()
+    state.findings.extend(build.findings)
+    if objects is None:
+        return []
+    rel_path = build.rel_path
+    variables = postbuild.collect_variables(state, ks) if ks.post_build else {}
+    # Without any variable, kustomize-controller substitutes nothing unless substituteStrategy is Always.
+    if variables or (ks.post_build and ks.post_build.strategy == "Always"):
+        objects, findings = postbuild.substitute(objects, variables, lambda o: index.file_of(o, rel_path))
+        state.findings.extend(findings)
+        state.variables.update(variables)
+
+    added = [Resource(obj, index.file_of(obj, rel_path), ks.applier) for obj in objects]
+    state.resources.extend(added)
+    return added

@@ -1,0 +1,311 @@
+"""Airflow version changes between two trees: what they do to the schema, the backup they need, and the
+two-step rollback that `airflow-gitops rollback` writes when a revert would lower the schema.
+
+Why two steps: only the newer release's code knows how to undo its own migrations (the older one fails with
+"Can't locate revision"), and the newer image is the one Git holds at rollback time. So step 1 keeps that image,
+stops every Airflow component and makes the chart's migrate Job run `airflow db downgrade --to-version <older>`;
+step 2 is the revert. Both are commits: reviewed, audited, revertable, and nothing is recorded on the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_gitops.helm_controller.values import compose
+from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, load_yaml
+from airflow_gitops.operate import airflow_versions
+from airflow_gitops.pipeline import render_cluster
+from airflow_gitops.settings import Settings
+from airflow_gitops.source.provenance import SourceIndex
+
+# The last valuesFrom layer of the Airflow HelmRelease (apps/base/airflow): empty except during step 1.
+LAYER = "charts-values/airflow/schema-rollback.yaml"
+LAYER_EMPTY = """\
+# Step 1 of a two-step Airflow downgrade, written and removed only by `airflow-gitops rollback` (README "Operate").
+# Empty in normal operation. While a rollback is under way it keeps the newer image, stops every Airflow
+# component, and makes the migrate Job run `airflow db downgrade --to-version <older> -y`.
+{}
+"""
+# The one on-demand Backup before the latest version change, on clusters that back up (see LAYER's README part).
+BACKUP_FILE = "infrastructure/backups/{cluster}/airflow-version-backup.yaml"
+BACKUP_FILE_HEADER = """\
+# At most one Backup: the one taken before the latest Airflow version change. Its name records the change,
+# so a new change is a new object (a Backup runs once), and replacing it prunes only the object: the backup
+# itself stays in the object store under the ObjectStore's retention policy (CloudNativePG puts no finalizer on
+# Backups; when retention later drops that backup, CloudNativePG deletes the object and Flux recreates it: one more
+# backup, harmless). Written by `airflow-gitops rollback`
+# (step 1), or by hand in an upgrade pull request from the YAML that `validate --base` prints.
+"""
+# The chart's Deployments/StatefulSets of Airflow components; worker pods are started only by the scheduler.
+COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer")
+# Components that heartbeat in the `job` table; the downgrade waits until none of them is alive.
+HEARTBEAT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
+_TO_VERSION = re.compile(r"airflow db downgrade --to-version (\S+)")
+CNPG_API = "postgresql.cnpg.io/v1"
+
+
+def downgrade_script(to_version: str) -> str:
+    """What the migrate Job runs in step 1, with the newer image.
+
+    Scaling to 0 and starting the Job happen in the same Helm upgrade, so the old pods may still be shutting
+    down: wait until no scheduler, triggerer or dag-processor heartbeats (their health threshold is 30 s), then
+    downgrade. `airflow jobs check` exits 1 with "No alive jobs found" once they are all gone.
+    """
+    waits = " || ".join(f"airflow jobs check --job-type {job} --allow-multiple --limit 100" for job in HEARTBEAT_JOBS)
+    return (f"while {waits}; do echo 'waiting for Airflow components to stop'; sleep 10; done; "
+            f"exec airflow db downgrade --to-version {shlex.quote(to_version)} -y")
+
+
+def step1_layer(from_version: str, to_version: str, commit: str) -> str:
+    """The values layer of step 1: same image, every component at 0, the migrate Job downgrades."""
+    values: dict[str, Any] = {name: {"replicas": 0} for name in COMPONENTS}
+    values["migrateDatabaseJob"] = {"args": ["bash", "-c", downgrade_script(to_version)]}
+    header = (f"# Step 1 of 2 of `airflow-gitops rollback {commit[:12]}` (README \"Operate\"): Airflow {from_version} -> "
+              f"{to_version}.\n# Keeps the {from_version} image, stops every component (no scheduler: no new worker "
+              f"pods), and downgrades\n# the schema with {from_version}'s own code. Step 2 reverts {commit[:12]} and "
+              "empties this file again.\n")
+    return header + yaml.safe_dump(values, sort_keys=False, width=1_000_000)
+
+
+def layer_target(text: str | None) -> str | None:
+    """The version a step-1 layer downgrades to, or None for the normal (empty) layer."""
+    try:
+        values = load_yaml(text or "") or {}
+    except yaml.YAMLError:
+        return None
+    args = ((values.get("migrateDatabaseJob") or {}) if isinstance(values, dict) else {}).get("args") or []
+    match = _TO_VERSION.search(" ".join(str(a) for a in args))
+    return match.group(1).strip("'\"") if match else None
+
+
+def backup_name(cluster_name: str, from_version: str, to_version: str) -> str:
+    return f"{cluster_name}-airflow-{from_version}-to-{to_version}".replace(".", "-").lower()
+
+
+def backup_object(database: dict[str, Any], from_version: str, to_version: str) -> dict[str, Any]:
+    """An on-demand Backup with the method the database's Cluster is configured for."""
+    meta, spec = database.get("metadata") or {}, database.get("spec") or {}
+    backup_spec: dict[str, Any] = {"cluster": {"name": meta.get("name")}}
+    archiver = next((p for p in spec.get("plugins") or [] if p.get("isWALArchiver")), None)
+    if archiver:
+        backup_spec |= {"method": "plugin", "pluginConfiguration": {"name": archiver.get("name")}}
+    else:
+        backup_spec["method"] = "barmanObjectStore"
+    return {"apiVersion": CNPG_API, "kind": "Backup",
+            "metadata": {"name": backup_name(str(meta.get("name")), from_version, to_version),
+                         "namespace": meta.get("namespace")},
+            "spec": backup_spec}
+
+
+def backup_file_text(backup: dict[str, Any]) -> str:
+    return BACKUP_FILE_HEADER + yaml.safe_dump(backup, sort_keys=False)
+
+
+# --- one tree ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AirflowAt:
+    """The Airflow release of one cluster in one tree."""
+
+    cluster: str
+    version: str | None
+    # The values file that sets airflowVersion, and the HelmRelease: where a finding points.
+    file: str
+    release: str
+    state: ClusterState
+    layer_target: str | None
+
+
+def backup_clusters(repo: Path) -> list[str]:
+    """pyproject `[tool.airflow-gitops.policies] backup-before-airflow-change`: clusters with an object store."""
+    options = tomllib.loads((repo / "pyproject.toml").read_text()).get("tool", {}).get("airflow-gitops", {})
+    return list(options.get("policies", {}).get("backup-before-airflow-change", []))
+
+
+def airflow_at(settings: Settings, cluster: str, release_name: str = "airflow") -> AirflowAt:
+    index = SourceIndex(settings.repo)
+    state = render_cluster(settings, cluster, charts=False, index=index)
+    hr = next((r for r in state.resources if r.kind == "HelmRelease" and r.name == release_name), None)
+    if hr is None:
+        raise RenderError(f"cluster {cluster} has no HelmRelease {release_name}", f"clusters/{cluster}")
+    release = compose(state, index, hr)
+    version = release.values.get("airflowVersion")
+    file = hr.source_file
+    for values_file in release.values_files:
+        try:
+            values = load_yaml((settings.repo / values_file).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(values, dict) and "airflowVersion" in values:
+            file = values_file
+    layer = settings.repo / LAYER
+    target = layer_target(layer.read_text()) if layer.is_file() else None
+    return AirflowAt(cluster, str(version) if version is not None else None, file, hr.ref, state, target)
+
+
+# --- a change between two trees -----------------------------------------------------------------------------
+
+
+@dataclass
+class VersionChange:
+    cluster: str
+    base: AirflowAt
+    head: AirflowAt
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def old(self) -> str:
+        return self.base.version or "?"
+
+    @property
+    def new(self) -> str:
+        return self.head.version or "?"
+
+    @property
+    def direction(self) -> int:
+        return airflow_versions.compare(self.new, self.old)
+
+    @property
+    def heads_differ(self) -> bool:
+        return airflow_versions.heads_differ(self.old, self.new)
+
+    def heads_text(self) -> str:
+        old, new = airflow_versions.migration_head(self.old), airflow_versions.migration_head(self.new)
+        if not self.heads_differ:
+            return f"migration heads equal ({old}): no schema change"
+        return f"migration heads differ ({old or 'unknown'} -> {new or 'unknown'})"
+
+    def describe(self, commit_hint: str) -> str:
+        if self.direction == 0:
+            if self.head.layer_target and not self.base.layer_target:
+                return (f"Airflow {self.new} unchanged; rollback step 1: stops Airflow and downgrades the schema to "
+                        f"{self.head.layer_target} with {self.new}'s code")
+            return f"Airflow {self.new} unchanged"
+        verb = "raises" if self.direction > 0 else "lowers"
+        text = f"this change {verb} Airflow {self.old} -> {self.new}; {self.heads_text()}; "
+        if self.direction > 0 and self.heads_differ:
+            text += (f"rolling it back takes two steps: `make rollback SHA={commit_hint}` (stop Airflow, back up, "
+                     f"`airflow db downgrade --to-version {self.old}` with {self.new}'s image, then the revert)")
+        elif self.direction > 0:
+            text += "rolling it back is a plain `git revert` (no-op for the schema)"
+        elif self.heads_differ and self.base.layer_target == self.new:
+            text += f"step 2 of a rollback: the schema was downgraded to {self.new} in step 1"
+        elif self.heads_differ:
+            text += "a plain revert leaves every pod stuck in Init: use the two-step rollback"
+        else:
+            text += "a plain revert is enough (no-op for the schema)"
+        return text
+
+
+def analyse(base: Settings, head: Settings, cluster: str, base_ref: str, release_name: str = "airflow",
+            commit_hint: str | None = None) -> VersionChange:
+    change = VersionChange(cluster, airflow_at(base, cluster, release_name), airflow_at(head, cluster, release_name))
+    if commit_hint is None and change.direction < 0:
+        commit_hint = raising_commit(head.repo, base_ref, change.base.file, change.old)
+    hint = commit_hint or "<the commit that raised Airflow>"
+    if change.direction < 0 and change.heads_differ and change.base.layer_target != change.new:
+        change.findings.append(Finding(
+            ERROR, change.head.file, change.head.release, "airflowVersion",
+            f"lowers Airflow {change.old} -> {change.new} across different migration heads: {change.new} cannot start "
+            f"on a database that {change.old} has migrated (check-migrations times out, `db migrate` fails with "
+            f"\"Can't locate revision\"). Only {change.old}'s code can downgrade it: run `make rollback SHA={hint}`, "
+            f"which commits step 1 (stop Airflow, back up, downgrade to {change.new}) before this revert; "
+            f"the base {base_ref} is not that step 1", "airflow-downgrade"))
+    if change.direction < 0 and change.base.layer_target == change.new and change.head.layer_target:
+        change.findings.append(Finding(
+            ERROR, LAYER, change.head.release, "migrateDatabaseJob.args",
+            f"step 2 of the rollback to {change.new} must empty this layer again (`{{}}`): left as it is, every "
+            "Airflow component stays at 0 replicas", "airflow-downgrade"))
+    takes_backup = (change.direction > 0
+                    or (change.direction == 0 and change.head.layer_target and not change.base.layer_target))
+    if takes_backup and cluster in backup_clusters(head.repo):
+        change.findings += backup_findings(change)
+    return change
+
+
+def backup_findings(change: VersionChange) -> list[Finding]:
+    """A version change (or step 1) on a backing-up cluster brings a new Backup that gates the release."""
+    to_version = change.head.layer_target or change.new
+    state = change.head.state
+    database = next((r for r in state.resources if r.kind == "Cluster" and r.api_version == CNPG_API), None)
+    if database is None:
+        return [Finding(ERROR, change.head.file, change.head.release, "airflowVersion",
+                        f"cluster {change.cluster} must back up before an Airflow version change, but it has no "
+                        "CloudNativePG Cluster", "airflow-backup")]
+    expected = backup_object(database.obj, change.old, to_version)
+    path = BACKUP_FILE.format(cluster=change.cluster)
+    old_names = {r.name for r in change.base.state.resources if r.kind == "Backup"}
+    backups = [r for r in state.resources if r.kind == "Backup" and r.api_version == CNPG_API
+               and r.name not in old_names]
+    gated = gating_kustomizations(state, change.head.release)
+    for backup in backups:
+        applier = backup.applied_by.removeprefix("Kustomization ")
+        if applier in gated and backup_health_checked(state, applier):
+            return []
+    why = ("no new CloudNativePG Backup" if not backups else
+           f"Backup {backups[0].name} is not applied by a Kustomization that the release's Kustomization dependsOn "
+           "with a healthCheckExprs entry for Backup (status.phase == 'completed')")
+    return [Finding(ERROR, change.head.file, change.head.release, "airflowVersion",
+                    f"changing Airflow {change.old} -> {to_version} on {change.cluster} needs a database backup that "
+                    f"completes before the migration, and there is {why}. Put this in {path}:\n"
+                    + backup_file_text(expected).rstrip("\n"), "airflow-backup")]
+
+
+def gating_kustomizations(state: ClusterState, release_ref: str) -> set[str]:
+    """Every Kustomization (namespace/name) the release's own Kustomization depends on, transitively."""
+    kustomizations = {f"{r.namespace or 'flux-system'}/{r.name}": r for r in state.resources
+                      if r.kind == "Kustomization" and r.api_version.startswith("kustomize.toolkit.fluxcd.io")}
+    hr = next((r for r in state.resources if r.ref == release_ref), None)
+    start = hr.applied_by.removeprefix("Kustomization ") if hr else ""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        ks = kustomizations.get(todo.pop())
+        if ks is None:
+            continue
+        for dep in (ks.obj.get("spec") or {}).get("dependsOn") or []:
+            name = f"{dep.get('namespace') or ks.namespace or 'flux-system'}/{dep.get('name')}"
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+def backup_health_checked(state: ClusterState, applier: str) -> bool:
+    namespace, _, name = applier.partition("/")
+    ks = state.find("Kustomization", name, namespace)
+    spec = (ks.obj.get("spec") or {}) if ks else {}
+    return bool(spec.get("wait")) and any(
+        check.get("kind") == "Backup" and "completed" in str(check.get("current", ""))
+        for check in spec.get("healthCheckExprs") or [])
+
+
+def raising_commit(repo: Path, ref: str, file: str, version: str) -> str | None:
+    """The newest commit at or below `ref` that set `airflowVersion` in `file` to `version`: what to roll back."""
+    import subprocess
+
+    log = subprocess.run(["git", "log", "--format=%H", "-G", "airflowVersion", ref, "--", file], cwd=repo,
+                         capture_output=True, text=True, timeout=60)
+    for sha in log.stdout.split():
+        if _version_in(repo, f"{sha}:{file}") == version and _version_in(repo, f"{sha}^:{file}") != version:
+            return sha[:12]
+    return None
+
+
+def _version_in(repo: Path, blob: str) -> str | None:
+    import subprocess
+
+    shown = subprocess.run(["git", "show", blob], cwd=repo, capture_output=True, text=True, timeout=60)
+    try:
+        values = load_yaml(shown.stdout) if shown.returncode == 0 else None
+    except yaml.YAMLError:
+        return None
+    return str(values.get("airflowVersion")) if isinstance(values, dict) and "airflowVersion" in values else None
