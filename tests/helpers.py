@@ -4,6 +4,7 @@ files itself; importing one as a module runs it twice). Fixtures stay in conftes
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +17,19 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTERS = ["kind", "eks"]
 # Copied for tests that break something on purpose.
 REPO_PARTS = ["clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml"]
+# The dag_ids are the DAGs' identity in every cluster's history (runs, logs, the smoke test's parallel_dag): they never
+# change. Each one lives in the file named after it (docs/dags.md).
+DAG_IDS = (
+    "user_processing",
+    "consumer_users_guarded",
+    "consumer_users_or_daily",
+    "producer_crm",
+    "producer_billing",
+    "consumer_crm_and_billing",
+    "producer_remote_partner",
+    "consumer_partner_users",
+    "parallel_dag",
+)
 NO_SCHEMAS = "SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)"
 
 
@@ -61,3 +75,10 @@ def commit_all(repo: Path, message: str) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", message)
     return repo
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
