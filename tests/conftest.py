@@ -1,43 +1,16 @@
-"""Shared fixtures: the repository, tool settings, and one render helper (as the chart's own tests do)."""
+"""Shared fixtures: the repository's clusters, its rendered Airflow release, a copy to break, and the schemas
+check. The helpers they use live in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from airflow_gitops.model import ClusterState
-from airflow_gitops.pipeline import render_cluster
-from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, parse_chart_overrides
+from airflow_gitops.settings import CHARTS_ENV
 
-REPO = Path(__file__).resolve().parent.parent
-CLUSTERS = ["kind", "eks"]
-# Copied for tests that break something on purpose.
-REPO_PARTS = ["clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml"]
-
-
-def schemas_dir() -> Path | None:
-    if os.environ.get(SCHEMAS_ENV):
-        return Path(os.environ[SCHEMAS_ENV])
-    shared = REPO.parent / "shared" / "schemas"
-    return shared if shared.is_dir() else None
-
-
-def make_settings(repo: Path = REPO) -> Settings:
-    return Settings(repo=repo, schemas_dir=schemas_dir(),
-                    local_charts=parse_chart_overrides(os.environ.get(CHARTS_ENV, "")))
-
-
-@lru_cache(maxsize=8)
-def render(cluster: str) -> ClusterState:
-    """The one render helper: every object Flux applies for a cluster, chart objects when the chart is at hand."""
-    return render_cluster(make_settings(), cluster)
-
-
-def airflow_release(cluster: str):
-    return next(r for r in render(cluster).releases if r.helmrelease.name == "airflow")
+from tests.helpers import CLUSTERS, NO_SCHEMAS, REPO, REPO_PARTS, airflow_release, schemas_dir
 
 
 @pytest.fixture(params=CLUSTERS)
@@ -52,6 +25,13 @@ def rendered_airflow(cluster):
     if release.unrendered_reason:
         pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
     return release
+
+
+@pytest.fixture
+def need_schemas():
+    """Skips the test, with the reason, where the Kubernetes schemas and CRDs are not at hand."""
+    if schemas_dir() is None:
+        pytest.skip(NO_SCHEMAS)
 
 
 @pytest.fixture

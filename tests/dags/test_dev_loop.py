@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,27 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import DAG_IDS, free_port
+
 pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parents[2]
-EXPECTED_DAGS = {
-    "user_processing",
-    "consumer_users_guarded",
-    "consumer_users_or_daily",
-    "producer_crm",
-    "producer_billing",
-    "consumer_crm_and_billing",
-    "producer_remote_partner",
-    "consumer_partner_users",
-    "parallel_dag",
-}
+EXPECTED_DAGS = set(DAG_IDS)
 PASSWORD = "dev-loop-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(what: str, predicate, timeout: float, interval: float = 2.0):
@@ -102,7 +87,7 @@ def test_dev_runs_the_dags_locally():
     from airflow_gitops.dev import localpg
 
     localpg.find_bindir()  # fails loudly, with the install hint, if PostgreSQL 15 is missing
-    port = _free_port()
+    port = free_port()
     home = Path(tempfile.mkdtemp(prefix="airflow-gitops-dev-test-"))
     pg_dir = Path(tempfile.mkdtemp(prefix="airflow-gitops-dev-pg-"))  # under /tmp: `postgres` can reach it
     log_path = home / "dev.out"

@@ -9,7 +9,7 @@ import pytest
 from airflow_gitops.cli import main
 from airflow_gitops.operate.downgrade import BACKUP_FILE, LAYER, LAYER_EMPTY, step1_layer
 
-from tests.gitops.test_rollback_and_diff import git
+from tests.helpers import commit_all, git
 
 VALUES = "charts-values/airflow/common.yaml"
 
@@ -27,9 +27,7 @@ def on(repo_copy):
     """on(version): a history whose HEAD runs that Airflow (after a first commit with 3.2.2)."""
     def make(version: str) -> Path:
         set_version(repo_copy, "3.2.2")
-        git(repo_copy, "init", "-q", "-b", "main")
-        git(repo_copy, "add", "-A")
-        git(repo_copy, "commit", "-qm", "Airflow 3.2.2")
+        commit_all(repo_copy, "Airflow 3.2.2")
         if version != "3.2.2":
             set_version(repo_copy, version)
             git(repo_copy, "commit", "-qam", f"Airflow {version}")

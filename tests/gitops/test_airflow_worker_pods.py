@@ -17,7 +17,7 @@ import yaml
 from airflow_gitops.checks import schemas
 from airflow_gitops.model import Resource
 
-from tests.conftest import REPO, airflow_release, schemas_dir
+from tests.helpers import REPO, airflow_release, schemas_dir
 
 LOGICAL_DATE = "2026-01-01"
 HEAVY_TASKS = {"transform"}

@@ -16,24 +16,14 @@ from airflow_gitops.checks.validation import validate_cluster
 from botocore.validate import ParamValidator
 from parliament import analyze_policy_string
 
-from tests.conftest import REPO, airflow_release, make_settings, render, schemas_dir
+from tests.helpers import REPO, airflow_release, edit, make_settings, render
+
+# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("need_schemas")
 
 AWS_CHECKS = ("aws-config", "aws-identity", "aws-outside-flux", "aws-iam")
 CONFIG = "infrastructure/aws/eks/cluster.yaml"
 REF = "ClusterConfig airflow-gitops-eks"
-
-
-@pytest.fixture(autouse=True)
-def need_schemas():
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
-
-
-def edit(repo: Path, file: str, old: str, new: str) -> None:
-    path = repo / file
-    text = path.read_text()
-    assert old in text, f"fixture out of date: {old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def aws_errors(repo: Path, cluster: str = "eks") -> list[str]:

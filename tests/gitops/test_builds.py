@@ -10,7 +10,7 @@ from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.model import ERROR
 from airflow_gitops.pipeline import render_cluster
 
-from tests.conftest import make_settings, render
+from tests.helpers import make_settings, render
 
 
 def test_every_kustomization_of_every_cluster_builds(cluster):

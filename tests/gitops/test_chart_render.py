@@ -9,7 +9,7 @@ import yaml
 from airflow_gitops.checks import schemas
 from airflow_gitops.checks.policies import containers, pod_template_resources, resource_requests
 
-from tests.conftest import airflow_release, schemas_dir
+from tests.helpers import airflow_release, schemas_dir
 
 
 def objects(release, kind: str) -> dict[str, dict]:

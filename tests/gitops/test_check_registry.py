@@ -10,16 +10,10 @@ from airflow_gitops.checks.registry import CHECKS
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.cli import main
 
-from tests.conftest import REPO, make_settings, schemas_dir
+from tests.helpers import REPO, make_settings
 
 POLICIES = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["airflow-gitops"]["policies"]
 KIND_EXEMPTION = POLICIES["exemptions"]["require-resource-requests"]["kind"]
-
-
-@pytest.fixture
-def need_schemas():
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
 
 
 def test_every_check_has_a_unique_name_and_a_description():

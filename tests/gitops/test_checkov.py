@@ -13,7 +13,7 @@ import yaml
 from airflow_gitops.checks import checkov_scan
 from airflow_gitops.model import Resource
 
-from tests.conftest import REPO, make_settings
+from tests.helpers import REPO, make_settings
 
 
 @pytest.fixture

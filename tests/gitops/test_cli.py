@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from airflow_gitops.cli import main
 
-from tests.conftest import REPO, schemas_dir
+from tests.helpers import REPO, schemas_dir
 
 
 def test_render_prints_a_yaml_stream_with_sources(capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from airflow_gitops.cli import main
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 FAKE = r"""#!/usr/bin/env bash
 # MOCK of the AWS/eksctl/flux/kubectl/ssh-keygen CLIs for tests: logs the call, answers probes.

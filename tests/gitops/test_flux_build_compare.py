@@ -25,7 +25,7 @@ from airflow_gitops.model import ClusterState, Resource
 from airflow_gitops.operate import flux_build
 from airflow_gitops.pipeline import render_cluster
 
-from tests.conftest import REPO, make_settings
+from tests.helpers import REPO, make_settings
 
 SCRIPT = REPO / "scripts" / "flux-build-compare.sh"
 

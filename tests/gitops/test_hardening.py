@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from airflow_gitops.checks import pod_security, policies
 
-from tests.conftest import airflow_release, render
+from tests.helpers import airflow_release, render
 
 # The only pods that call the Kubernetes API: the scheduler launches worker pods, the cleanup CronJob deletes them.
 TOKEN_USERS = {"airflow-scheduler", "airflow-cleanup"}

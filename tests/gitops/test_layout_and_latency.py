@@ -6,7 +6,7 @@ import pytest
 import yaml
 from airflow_gitops.operate import latency
 
-from tests.conftest import REPO, render
+from tests.helpers import REPO, render
 
 
 def kustomizations(cluster: str) -> dict[str, dict]:

@@ -14,14 +14,7 @@ from airflow_gitops.checks import live_state
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, WARNING, ReleaseRender, Resource
 
-from tests.conftest import make_settings, schemas_dir
-
-
-def edit(repo: Path, file: str, old: str, new: str) -> None:
-    path = repo / file
-    text = path.read_text()
-    assert old in text, f"fixture out of date: {old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
+from tests.helpers import edit, make_settings, schemas_dir
 
 
 def findings(repo: Path, cluster: str, check: str) -> list[str]:
@@ -150,7 +143,7 @@ WATCH = r"metadata.labels\[reconcile.fluxcd.io/watch\]"
 
 
 def test_repository_passes_the_watch_label_check(cluster):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     assert findings(REPO, cluster, "watch-label") == []
 
@@ -223,7 +216,7 @@ def test_plain_configmap_manifest_with_a_variable_needs_the_label(tmp_path):
 # --- 3. readiness of custom resources under wait: true ------------------------------------------------------------
 
 def test_repository_passes_the_readiness_check(cluster):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     assert findings(REPO, cluster, "readiness") == []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from airflow_gitops.cli import main
 
-from tests.gitops.test_rollback_and_diff import git
+from tests.helpers import commit_all, git
 
 
 def dry_run(capsys, *argv: str) -> list[str]:
@@ -46,9 +46,7 @@ def bumped(repo_copy) -> Path:
     """History: Airflow 3.2.2, then a commit raising it to 3.3.2 (different heads)."""
     values = repo_copy / "charts-values/airflow/common.yaml"
     values.write_text(values.read_text().replace('"3.3.2"', '"3.2.2"'))
-    git(repo_copy, "init", "-q", "-b", "main")
-    git(repo_copy, "add", "-A")
-    git(repo_copy, "commit", "-qm", "Airflow 3.2.2")
+    commit_all(repo_copy, "Airflow 3.2.2")
     values.write_text(values.read_text().replace('"3.2.2"', '"3.3.2"'))
     git(repo_copy, "commit", "-qam", "Airflow 3.3.2")
     return repo_copy

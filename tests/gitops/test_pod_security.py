@@ -20,7 +20,7 @@ from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.helm_controller import render
 from airflow_gitops.model import Resource
 
-from tests.conftest import airflow_release, make_settings, schemas_dir
+from tests.helpers import airflow_release, make_settings, schemas_dir
 
 RESTRICTED_POD = {
     "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -417,7 +417,7 @@ def test_the_dags_pod_override_keeps_the_worker_pod_restricted(monkeypatch):
     from airflow_gitops.checks import policies
     from kubernetes.client import ApiClient
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     template = policies.pod_template_resources(release.objects)[0]
     monkeypatch.syspath_prepend(str(REPO / "dags"))  # the DAG bundle's root, as in Airflow: `import include.*`

@@ -10,20 +10,10 @@ from airflow_gitops.checks import policies
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import Resource
 
-from tests.conftest import make_settings, schemas_dir
+from tests.helpers import edit, make_settings
 
-
-@pytest.fixture(autouse=True)
-def need_schemas():
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
-
-
-def edit(repo: Path, file: str, old: str, new: str, count: int = 1) -> None:
-    path = repo / file
-    text = path.read_text()
-    assert old in text, f"fixture out of date: {old!r} not in {file}"
-    path.write_text(text.replace(old, new, count))
+# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("need_schemas")
 
 
 def errors(repo: Path, cluster: str = "kind") -> list[str]:
@@ -195,7 +185,7 @@ def test_eks_database_role_secret_needs_an_external_secret(repo_copy):
 
 def test_every_secret_kind_reads_is_made_by_kind_up():
     """kind's Secrets are made at setup by scripts/kind-up.sh (never in Git); a new reference needs a new line there."""
-    from tests.conftest import REPO, render
+    from tests.helpers import REPO, render
 
     made = set(re.findall(r"^\s*ensure_secret ([a-z0-9-]+)", (REPO / "scripts/kind-up.sh").read_text(), re.M))
     state = render("kind")

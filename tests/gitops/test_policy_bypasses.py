@@ -16,7 +16,10 @@ import pytest
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.cli import main
 
-from tests.conftest import REPO, make_settings, schemas_dir
+from tests.helpers import REPO, commit_all, edit, make_settings
+
+# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("need_schemas")
 
 VALUES = "charts-values/airflow/common.yaml"
 KIND_VALUES = "charts-values/airflow/kind.yaml"
@@ -24,24 +27,11 @@ EKS_VALUES = "charts-values/airflow/eks.yaml"
 AIRFLOW = "values of HelmRelease airflow/airflow"
 
 
-@pytest.fixture(autouse=True)
-def need_schemas():
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
-
-
 @pytest.fixture
 def repo(repo_copy) -> Path:
     """The repository copy, with .github (workflows, CODEOWNERS) as well."""
     shutil.copytree(REPO / ".github", repo_copy / ".github")
     return repo_copy
-
-
-def edit(repo: Path, file: str, old: str, new: str) -> None:
-    path = repo / file
-    text = path.read_text()
-    assert old in text, f"fixture out of date: {old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
 
 
 def append(repo: Path, file: str, text: str) -> None:
@@ -586,10 +576,7 @@ def test_policy_config_changes_are_findings(repo):
 
 
 def test_diff_shows_a_policy_change_to_the_reviewer(repo, capsys):
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    commit_all(repo, "base")
     edit(repo, "pyproject.toml", 'secrets-from-external-secrets = ["eks"]', "secrets-from-external-secrets = []")
     code = main(["diff", "kind", "--base", "HEAD", "--repo", str(repo)])
     out = capsys.readouterr()

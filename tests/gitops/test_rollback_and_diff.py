@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from airflow_gitops.cli import main
 from airflow_gitops.pipeline import render_cluster
 
-from tests.conftest import make_settings
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout
+from tests.helpers import commit_all, git, make_settings
 
 
 @pytest.fixture
 def history(repo_copy) -> Path:
-    git(repo_copy, "init", "-q", "-b", "main")
-    git(repo_copy, "add", "-A")
-    git(repo_copy, "commit", "-qm", "base")
+    commit_all(repo_copy, "base")
     return repo_copy
 
 

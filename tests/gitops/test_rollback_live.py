@@ -14,7 +14,7 @@ import pytest
 from airflow_gitops.cli import main
 from airflow_gitops.operate.downgrade import BACKUP_FILE, LAYER, LAYER_EMPTY
 
-from tests.gitops.test_rollback_and_diff import git
+from tests.helpers import commit_all, git
 
 VALUES = "charts-values/airflow/common.yaml"
 BACKUP = BACKUP_FILE.format(cluster="eks")
@@ -55,9 +55,7 @@ def upgraded(repo_copy, tmp_path_factory) -> tuple[Path, Path, str]:
     """A clone whose last commit is an upgrade PR 3.2.2 -> 3.3.2 with its Backup, pushed to a bare remote."""
     values = repo_copy / VALUES
     values.write_text(values.read_text().replace('"3.3.2"', '"3.2.2"'))
-    git(repo_copy, "init", "-q", "-b", "main")
-    git(repo_copy, "add", "-A")
-    git(repo_copy, "commit", "-qm", "Airflow 3.2.2")
+    commit_all(repo_copy, "Airflow 3.2.2")
     values.write_text(values.read_text().replace('"3.2.2"', '"3.3.2"'))
     (repo_copy / BACKUP).write_text(UPGRADE_BACKUP)
     git(repo_copy, "commit", "-qam", "Airflow 3.3.2")

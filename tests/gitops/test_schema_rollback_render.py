@@ -7,7 +7,7 @@ import pytest
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.operate.downgrade import LAYER, step1_layer
 
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 pytestmark = pytest.mark.chart
 

@@ -7,7 +7,7 @@ from airflow_gitops.checks import schemas
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Resource
 
-from tests.conftest import make_settings, schemas_dir
+from tests.helpers import make_settings, schemas_dir
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_the_repository_validates_without_errors(cluster, crds):
 
 
 def test_flux_objects_are_checked_against_the_flux_crds(cluster, crds, kube):
-    from tests.conftest import render
+    from tests.helpers import render
 
     flux = [r for r in render(cluster).resources if ".toolkit.fluxcd.io/" in r.api_version]
     assert flux, "the cluster has Flux objects"
@@ -97,7 +97,7 @@ def test_a_removed_kubernetes_api_is_an_error(crds, kube):
 
 
 def test_composed_airflow_values_pass_the_chart_values_schema(cluster, crds):
-    from tests.conftest import REPO, airflow_release
+    from tests.helpers import REPO, airflow_release
 
     release = airflow_release(cluster)
     assert schemas.values_schema_files(schemas_dir()), "the values schema is in the schema folder"

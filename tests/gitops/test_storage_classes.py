@@ -9,20 +9,10 @@ import pytest
 from airflow_gitops.checks.storage import provided_classes
 from airflow_gitops.checks.validation import validate_cluster
 
-from tests.conftest import make_settings, schemas_dir
+from tests.helpers import edit, make_settings
 
-
-@pytest.fixture(autouse=True)
-def need_schemas():
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
-
-
-def edit(repo: Path, file: str, old: str, new: str) -> None:
-    path = repo / file
-    text = path.read_text()
-    assert old in text, f"fixture out of date: {old!r} not in {file}"
-    path.write_text(text.replace(old, new, 1))
+# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("need_schemas")
 
 
 def storage_errors(repo: Path, cluster: str) -> list[str]:
@@ -36,7 +26,7 @@ def test_provided_classes_are_a_comma_separated_list():
 
 @pytest.mark.parametrize("cluster", ["kind", "eks"])
 def test_every_class_used_by_the_repository_exists(cluster):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     assert storage_errors(REPO, cluster) == []
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from tests.conftest import REPO, airflow_release
+from tests.helpers import REPO, airflow_release
 
 
 @pytest.fixture
@@ -36,14 +36,14 @@ def test_git_sync_is_enabled(values):
 
 
 def test_git_sync_repo_is_this_repository_from_the_cluster_variables(cluster, values):
-    from tests.conftest import render
+    from tests.helpers import render
 
     assert values["dags"]["gitSync"]["repo"] == render(cluster).variables["git_url"]
     assert "airflow-gitops" in values["dags"]["gitSync"]["repo"]
 
 
 def test_git_sync_branch_and_subpath(cluster, values):
-    from tests.conftest import render
+    from tests.helpers import render
 
     assert values["dags"]["gitSync"]["branch"] == render(cluster).variables["git_branch"]
     assert values["dags"]["gitSync"]["ref"] == values["dags"]["gitSync"]["branch"]

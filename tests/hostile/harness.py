@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import REPO, REPO_PARTS, schemas_dir
+from tests.helpers import REPO, REPO_PARTS, schemas_dir
 
 # Unique per run: if it shows up in any output, something outside the repository was read.
 CANARY = f"canary-{uuid.uuid4().hex}"

@@ -22,7 +22,7 @@ from airflow_gitops.checks.policies import PolicyConfig
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.settings import CHARTS_ENV
 
-from tests.conftest import REPO, make_settings, schemas_dir
+from tests.helpers import REPO, make_settings, schemas_dir
 from tests.rollback.airflow_venvs import venvs_dir
 
 INSTALL_TIMEOUT = 900

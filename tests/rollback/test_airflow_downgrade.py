@@ -21,7 +21,7 @@ from airflow_gitops.operate.downgrade import LAYER, airflow_at
 from airflow_gitops.operate.plans import Write
 from airflow_gitops.settings import Settings
 
-from tests.conftest import make_settings
+from tests.helpers import commit_all, free_port, git, make_settings
 from tests.rollback.airflow_venvs import airflow_venv
 
 pytestmark = pytest.mark.postgres
@@ -78,18 +78,11 @@ def alembic_version(pg_url: str) -> str:
         return conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo, check=True,
-                   capture_output=True, timeout=60)
-
-
 def history(repo: Path, old: str, new: str) -> None:
     """A repository whose last commit raises Airflow old -> new."""
     values = repo / "charts-values/airflow/common.yaml"
     values.write_text(values.read_text().replace(f'"{NEW}"', f'"{old}"'))
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", f"Airflow {old}")
+    commit_all(repo, f"Airflow {old}")
     values.write_text(values.read_text().replace(f'"{old}"', f'"{new}"'))
     git(repo, "commit", "-qam", f"Airflow {new}")
 
@@ -132,12 +125,6 @@ def start(airflow, bin_dir: Path, *args: str) -> subprocess.Popen:
     env = airflow.env | {"AIRFLOW_HOME": str(home), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     log = open(home / f"{args[0]}.log", "w")  # noqa: SIM115  (closed with the process)
     return subprocess.Popen([str(bin_dir / "airflow"), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_step1_brings_the_database_back_and_the_old_release_starts(airflow, old_bin, pg_url, repo_copy):

@@ -1,0 +1,84 @@
+"""Helpers shared by the test modules: import them from here, never from a conftest.py (pytest loads conftest
+files itself; importing one as a module runs it twice). Fixtures stay in conftest.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from airflow_gitops.model import ClusterState
+from airflow_gitops.pipeline import render_cluster
+from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, parse_chart_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTERS = ["kind", "eks"]
+# Copied for tests that break something on purpose.
+REPO_PARTS = ["clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml"]
+# The dag_ids are the DAGs' identity in every cluster's history (runs, logs, the smoke test's parallel_dag): they never
+# change. Each one lives in the file named after it (docs/dags.md).
+DAG_IDS = (
+    "user_processing",
+    "consumer_users_guarded",
+    "consumer_users_or_daily",
+    "producer_crm",
+    "producer_billing",
+    "consumer_crm_and_billing",
+    "producer_remote_partner",
+    "consumer_partner_users",
+    "parallel_dag",
+)
+NO_SCHEMAS = "SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)"
+
+
+def schemas_dir() -> Path | None:
+    if os.environ.get(SCHEMAS_ENV):
+        return Path(os.environ[SCHEMAS_ENV])
+    shared = REPO.parent / "shared" / "schemas"
+    return shared if shared.is_dir() else None
+
+
+def make_settings(repo: Path = REPO) -> Settings:
+    return Settings(repo=repo, schemas_dir=schemas_dir(),
+                    local_charts=parse_chart_overrides(os.environ.get(CHARTS_ENV, "")))
+
+
+@lru_cache(maxsize=8)
+def render(cluster: str) -> ClusterState:
+    """The one render helper: every object Flux applies for a cluster, chart objects when the chart is at hand."""
+    return render_cluster(make_settings(), cluster)
+
+
+def airflow_release(cluster: str):
+    return next(r for r in render(cluster).releases if r.helmrelease.name == "airflow")
+
+
+def edit(repo: Path, file: str, old: str, new: str, count: int = 1) -> None:
+    """Break (or change) a copy of the repository on purpose; a stale `old` fails loudly instead of testing nothing."""
+    path = repo / file
+    text = path.read_text()
+    assert old in text, f"fixture out of date: {old!r} not in {file}"
+    path.write_text(text.replace(old, new, count))
+
+
+def git(repo: Path, *args: str) -> str:
+    """git in `repo` with a fixed identity (no user config needed), failing the test on error; its stdout."""
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def commit_all(repo: Path, message: str) -> Path:
+    """`repo` made a git repository (branch main) whose first commit holds every file in it."""
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return repo
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
