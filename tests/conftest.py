@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from airflow_gitops.settings import CHARTS_ENV
 
-from tests.helpers import CLUSTERS, NO_SCHEMAS, REPO, REPO_PARTS, airflow_release, schemas_dir
+from tests.helpers import CLUSTERS, REPO, REPO_PARTS, airflow_release, require_schemas, schemas_dir
 
 
 @pytest.fixture(params=CLUSTERS)
@@ -29,9 +29,7 @@ def rendered_airflow(cluster):
 
 @pytest.fixture
 def need_schemas():
-    """Skips the test, with the reason, where the Kubernetes schemas and CRDs are not at hand."""
-    if schemas_dir() is None:
-        pytest.skip(NO_SCHEMAS)
+    require_schemas()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
 from airflow_gitops.model import ClusterState
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, parse_chart_overrides
@@ -38,6 +39,12 @@ def schemas_dir() -> Path | None:
         return Path(os.environ[SCHEMAS_ENV])
     shared = REPO.parent / "shared" / "schemas"
     return shared if shared.is_dir() else None
+
+
+def require_schemas() -> None:
+    """Skips the calling test, with the reason, where the Kubernetes schemas and CRDs are not at hand."""
+    if schemas_dir() is None:
+        pytest.skip(NO_SCHEMAS)
 
 
 def make_settings(repo: Path = REPO) -> Settings:

@@ -11,7 +11,7 @@ from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.model import WARNING, ClusterState, Resource
 from airflow_gitops.settings import CHARTS_ENV, Settings, parse_chart_overrides
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 OCI_URL = "oci://registry.example.invalid/charts"
 

@@ -10,8 +10,8 @@ import pytest
 from airflow_gitops.cli import main
 from airflow_gitops.commands.diff import BLOCK_HEADER, MASK, NO_FINAL_NEWLINE, as_text, differing, masked, unified
 
-from tests.conftest import airflow_release
 from tests.gitops.test_rollback_and_diff import git
+from tests.helpers import airflow_release, edit
 
 VALUES = "charts-values/airflow/common.yaml"
 AIRFLOW_CONFIG = "ConfigMap/airflow/airflow-config"
@@ -58,16 +58,10 @@ def chart():
         pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
 
 
-def edit(repo: Path, old: str, new: str) -> None:
-    values = repo / VALUES
-    assert old in values.read_text()
-    values.write_text(values.read_text().replace(old, new))
-
-
 # --- real rendering of the official chart ---------------------------------------------------------------------
 
 def test_one_airflow_config_change_shows_only_its_line_of_airflow_cfg(chart, history, capsys):
-    edit(history, "refresh_interval: 30", "refresh_interval: 20")
+    edit(history, VALUES, "refresh_interval: 30", "refresh_interval: 20")
     config = diff_of(history, capsys)[AIRFLOW_CONFIG]
     assert changes(config) == ["-| refresh_interval = 30", "+| refresh_interval = 20"]
     assert hunk_headers(config) == ['@@ -31,7 +31,7 @@ data["airflow.cfg"]']
@@ -75,7 +69,7 @@ def test_one_airflow_config_change_shows_only_its_line_of_airflow_cfg(chart, his
 
 
 def test_a_tag_bump_shows_only_the_tag_lines_of_airflow_cfg_and_pod_template_file(chart, history, capsys):
-    edit(history, 'defaultAirflowTag: "3.3.2"', 'defaultAirflowTag: "3.3.3"')
+    edit(history, VALUES, 'defaultAirflowTag: "3.3.2"', 'defaultAirflowTag: "3.3.3"')
     config = diff_of(history, capsys)[AIRFLOW_CONFIG]
     assert changes(config) == ["-| worker_container_tag = 3.3.2", "+| worker_container_tag = 3.3.3",
                                "-|       image: apache/airflow:3.3.2", "+|       image: apache/airflow:3.3.3"]
@@ -87,7 +81,7 @@ def test_a_tag_bump_shows_only_the_tag_lines_of_airflow_cfg_and_pod_template_fil
 # --- chart-free: the values ConfigMap through the CLI, and synthetic objects ----------------------------------
 
 def test_a_values_change_shows_only_its_line_and_the_hash_suffix(history, capsys):
-    edit(history, "refresh_interval: 30", "refresh_interval: 20")
+    edit(history, VALUES, "refresh_interval: 30", "refresh_interval: 20")
     found = diff_of(history, capsys)
     values = next(lines for name, lines in found.items() if name.startswith("ConfigMap/airflow/airflow-values-common"))
     changed = changes(values)

@@ -9,7 +9,7 @@ from airflow_gitops.helm_controller.api import ChartReference, HelmRelease
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.model import Resource
 
-from tests.conftest import make_settings, schemas_dir
+from tests.helpers import make_settings, schemas_dir
 
 
 def resource(kind: str, api: str, spec, namespace: str | None = None, name: str = "demo") -> Resource:

@@ -20,7 +20,7 @@ from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.helm_controller import render
 from airflow_gitops.model import Resource
 
-from tests.helpers import airflow_release, make_settings, schemas_dir
+from tests.helpers import airflow_release, make_settings, require_schemas
 
 RESTRICTED_POD = {
     "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -324,13 +324,8 @@ def test_post_renderers_patch_adding_a_privileged_host_pid_container_fails_witho
            "container 'debug' is privileged" in found
 
 
-def need_schemas():
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
-
-
 def pod_security_errors(repo: Path, cluster: str = "kind") -> list[str]:
-    need_schemas()
+    require_schemas()
     return [str(f) for f in validate_cluster(make_settings(repo), cluster).errors if f.check == "pod-security"]
 
 
@@ -366,7 +361,7 @@ def test_a_git_pod_in_the_airflow_namespace_must_be_restricted(repo_copy):
 
 def test_every_airflow_pod_meets_restricted(rendered_airflow, cluster):
     """Chart objects and the worker pod template of the real values: no exception is needed today."""
-    need_schemas()
+    require_schemas()
     report = validate_cluster(make_settings(), cluster)
     assert [str(f) for f in report.findings if f.check == "pod-security"] == []
     kinds = {r.kind for r in rendered_airflow.objects}
