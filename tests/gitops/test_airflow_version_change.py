@@ -3,6 +3,7 @@ plain revert that lowers the schema, or an upgrade without a backup."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,17 @@ def test_diff_reports_the_version_change(capsys, on):
     err = capsys.readouterr().err
     assert "kind: this change raises Airflow 3.2.2 -> 3.3.2; migration heads differ" in err
     assert "rolling it back takes two steps" in err
+
+
+def test_a_cluster_without_an_airflow_release_diffs_without_a_version_report(tmp_path, capsys):
+    # The engine's diff fixture has no HelmRelease airflow: diff must still diff (exit 1), not stop with exit 2.
+    fixture = Path(__file__).resolve().parents[1] / "testdata" / "diff"
+    repo = tmp_path / "repo"
+    shutil.copytree(fixture / "base", repo)
+    commit_all(repo, "base")
+    for side in ("apps", "clusters"):
+        shutil.rmtree(repo / side)
+        shutil.copytree(fixture / "head" / side, repo / side)
+    assert main(["diff", "dev", "--base", "HEAD", "--repo", str(repo)]) == 1
+    err = capsys.readouterr().err
+    assert "dev: no Airflow version to compare (cluster dev has no HelmRelease airflow on one side)" in err

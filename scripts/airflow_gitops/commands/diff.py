@@ -215,11 +215,14 @@ def differing(base: dict[str, str], head: dict[str, str]) -> int:
 
 def version_report(base: Settings, head: Settings, cluster: str, ref: str) -> list[str]:
     """What the change does to Airflow's version and schema, and what rolling it back will take."""
-    from airflow_gitops.operate.downgrade import analyse
+    from airflow_gitops.operate.downgrade import NoAirflowRelease, analyse
 
     if not all((tree.repo / "clusters" / cluster).is_dir() for tree in (base, head)):
         return []
-    change = analyse(base, head, cluster, ref)
+    try:
+        change = analyse(base, head, cluster, ref)
+    except NoAirflowRelease as missing:
+        return [f"{cluster}: no Airflow version to compare ({missing.message} on one side)"]
     return [f"{cluster}: {change.describe('<this commit>')}", *(f"{cluster}: {f}" for f in change.findings)]
 
 

@@ -130,12 +130,16 @@ def backup_clusters(repo: Path) -> list[str]:
     return list(options.get("policies", {}).get("backup-before-airflow-change", []))
 
 
+class NoAirflowRelease(RenderError):
+    """One side of a change has no Airflow release: there is no version change to judge."""
+
+
 def airflow_at(settings: Settings, cluster: str, release_name: str = "airflow") -> AirflowAt:
     index = SourceIndex(settings.repo)
     state = render_cluster(settings, cluster, charts=False, index=index)
     hr = next((r for r in state.resources if r.kind == "HelmRelease" and r.name == release_name), None)
     if hr is None:
-        raise RenderError(f"cluster {cluster} has no HelmRelease {release_name}", f"clusters/{cluster}")
+        raise NoAirflowRelease(f"cluster {cluster} has no HelmRelease {release_name}", f"clusters/{cluster}")
     release = compose(state, index, hr)
     version = release.values.get("airflowVersion")
     file = hr.source_file
