@@ -6,6 +6,8 @@ exits 2; `--skip-dags` leaves them out on purpose.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import statistics
 import sys
 import time
@@ -43,9 +45,8 @@ def _row(label: str, value: float, target: float | None, unit: str = "s") -> str
 
 
 def run(args) -> int:
-    from airflow_gitops.checks.validation import validate_cluster
+    from airflow_gitops.commands.validate import validate_clusters
     from airflow_gitops.operate import latency
-    from airflow_gitops.source.provenance import SourceIndex
 
     settings = Settings.from_args(args)
     clusters = cluster_names(settings.repo)
@@ -60,9 +61,8 @@ def run(args) -> int:
         over |= value > RENDER_TARGET_S
 
     def validate_all():
-        index = SourceIndex(settings.repo)
-        for cluster in clusters:
-            validate_cluster(settings, cluster, index=index)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            validate_clusters(settings, clusters)
 
     value = _median(validate_all, args.repeat)
     print(_row("validate all", value, VALIDATE_ALL_TARGET_S))
