@@ -9,6 +9,7 @@ from pathlib import Path
 SCHEMAS_ENV = "AIRFLOW_GITOPS_SCHEMAS"
 CHARTS_ENV = "AIRFLOW_GITOPS_CHARTS"
 CACHE_ENV = "AIRFLOW_GITOPS_CACHE"
+RENDER_CACHE_ENV = "AIRFLOW_GITOPS_RENDER_CACHE"
 
 
 def find_repo_root(start: Path | None = None) -> Path:
@@ -36,6 +37,8 @@ class Settings:
     schemas_dir: Path | None = None
     local_charts: dict[str, Path] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    # Chart renders reused from cache_dir/renders when nothing they read has changed (helm_controller.render_cache).
+    render_cache: bool = field(default_factory=lambda: render_cache_by_env())
 
     @classmethod
     def from_args(cls, args) -> Settings:
@@ -50,6 +53,7 @@ class Settings:
             schemas_dir=Path(schemas).expanduser().resolve() if schemas else None,
             local_charts=charts,
             cache_dir=Path(cache).expanduser().resolve() if cache else default_cache_dir(),
+            render_cache=render_cache_by_env() and not getattr(args, "no_render_cache", False),
         )
 
     def rel(self, path: Path | str) -> str:
@@ -66,6 +70,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "airflow-gitops"
 
 
+def render_cache_by_env() -> bool:
+    return os.environ.get(RENDER_CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def add_common_options(parser) -> None:
     parser.add_argument("--repo", help="repository root (default: found from the current directory)")
     parser.add_argument(
@@ -79,4 +87,7 @@ def add_common_options(parser) -> None:
         metavar="NAME=PATH",
         help=f"render chart NAME from a local folder or .tgz instead of its repository (env {CHARTS_ENV})",
     )
-    parser.add_argument("--cache-dir", help=f"chart and schema cache (env {CACHE_ENV})")
+    parser.add_argument("--cache-dir", help=f"chart, schema and render cache (env {CACHE_ENV})")
+    parser.add_argument("--no-render-cache", action="store_true",
+                        help=f"render every chart afresh, neither reading nor writing cached renders "
+                             f"(env {RENDER_CACHE_ENV}=0)")

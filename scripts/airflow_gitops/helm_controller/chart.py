@@ -31,6 +31,8 @@ class ChartCache:
         # (chart, version, repository URL) -> why it could not be fetched.
         self.unavailable: dict[tuple[str, str, str], str] = {}
         self.warned: set[str] = set()
+        # id(loaded chart) -> digest of its content, the render cache's key part (charts stay loaded, ids stable).
+        self.digests: dict[int, str] = {}
 
     def load(self, settings: Settings, state: ClusterState, hr: Resource):
         """The chart of a HelmRelease: a local override, the cache folder, or its HelmRepository, in that order."""
@@ -72,7 +74,10 @@ class ChartCache:
         if path not in self.loaded:
             if not path.exists():
                 raise ChartUnavailable(f"local chart {path} does not exist")
+            from airflow_gitops.helm_controller.render_cache import chart_digest
+
             self.loaded[path] = helm_python.Chart.load(str(path))
+            self.digests[id(self.loaded[path])] = chart_digest(path)
         return self.loaded[path]
 
 

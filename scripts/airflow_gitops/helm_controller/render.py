@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from airflow_gitops.helm_controller import render_cache
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
@@ -24,6 +25,7 @@ CLUSTER_SCOPED = {
 
 def render_releases(settings: Settings, index: SourceIndex, state: ClusterState, charts: ChartCache) -> list[ReleaseRender]:
     releases = []
+    cache = render_cache.RenderCache(settings.cache_dir / "renders") if settings.render_cache else None
     for resource in list(state.resources):
         if not HelmRelease.is_helmrelease(resource):
             continue
@@ -41,20 +43,31 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
         release.chart_values_keys = set(chart.values)
         release.chart_schema = chart.schema or None
         try:
-            release.objects = render_chart(chart, release)
+            release.objects = render_chart(chart, release, cache, charts.digests.get(id(chart)))
         except RenderError as error:
             state.findings.append(error.as_finding("chart"))
         releases.append(release)
     return releases
 
 
-def render_chart(chart, release: ReleaseRender) -> list[Resource]:
+def render_chart(chart, release: ReleaseRender, cache: render_cache.RenderCache | None = None,
+                 chart_digest: str | None = None) -> list[Resource]:
+    """The chart's objects for the release; the SDK's output comes from `cache` when the same chart (by
+    `chart_digest`), values and identity were rendered before, and goes into it otherwise."""
     import helm_python
 
     hr = release.helmrelease
+    key = None
+    if cache is not None and chart_digest:
+        key = render_cache.render_key(chart_digest, release.values, release.release_name, release.namespace,
+                                      render_cache.sdk_identity())
+    manifests = cache.get(key) if key else None
     try:
-        manifests = chart.render(release.values, name=release.release_name, namespace=release.namespace,
-                                 is_install=True)
+        if manifests is None:
+            manifests = chart.render(release.values, name=release.release_name, namespace=release.namespace,
+                                     is_install=True)
+            if key:
+                cache.put(key, manifests)
     except helm_python.HelmError as error:
         files = ", ".join(release.values_files) or hr.source_file
         raise RenderError(f"chart {chart.name} {chart.version} refused the values: {str(error).strip()}",
