@@ -1,4 +1,6 @@
-"""`bench`: warm timings of render and validate, each DAG file's parse time, and push-to-live latencies.
+"""`bench`: warm timings of render and validate, `validate all` as a ratio of the serial floor (the same releases
+rendered bare by the Helm SDK, one after the other) with a cold, a warm and a one-value-changed render cache, each
+DAG file's parse time, and push-to-live latencies.
 
 Without Airflow (`pip install .` alone) it prints everything but the DAG parse times, says what to install, and
 exits 2; `--skip-dags` leaves them out on purpose.
@@ -7,10 +9,16 @@ exits 2; `--skip-dags` leaves them out on purpose.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+import yaml
 
 from airflow_gitops.dev import extras
 from airflow_gitops.pipeline import render_cluster
@@ -20,6 +28,8 @@ from airflow_gitops.source.repository import cluster_names
 RENDER_TARGET_S = 3.0
 VALIDATE_ALL_TARGET_S = 10.0
 DAG_PARSE_TARGET_S = 0.3
+# `validate all` with an empty render cache, against the same releases rendered bare one after the other.
+RATIO_TARGET = 0.8
 
 
 def configure(parser) -> None:
@@ -67,6 +77,7 @@ def run(args) -> int:
     value = _median(validate_all, args.repeat)
     print(_row("validate all", value, VALIDATE_ALL_TARGET_S))
     over |= value > VALIDATE_ALL_TARGET_S
+    over |= _ratios(settings, clusters, args.repeat)
 
     dags_missing = None if args.skip_dags else extras.airflow_missing("bench")
     if dags_missing:
@@ -87,3 +98,119 @@ def run(args) -> int:
     if dags_missing:
         return 2
     return 1 if over else 0
+
+
+def _serial_floor(settings: Settings, clusters: list[str]):
+    """Each rendered release of every cluster, to render bare with the Helm SDK, one after the other: the floor.
+    None when no chart is at hand."""
+    from airflow_gitops.helm_controller.chart import PROCESS
+
+    calls = []
+    for cluster in clusters:
+        state = render_cluster(settings, cluster)
+        for release in state.releases:
+            if release.unrendered_reason:
+                continue
+            chart = PROCESS.load(settings, state, release.helmrelease)
+            calls.append((chart, release))
+    if not calls:
+        return None
+
+    def floor():
+        for chart, release in calls:
+            chart.render(release.values, name=release.release_name, namespace=release.namespace, is_install=True)
+
+    return floor, [release for _, release in calls]
+
+
+def _changed_copy(settings: Settings, release, destination: Path) -> str | None:
+    """A copy of the repository's desired state with one value of `release` changed (an annotation added in one of
+    its values files); what was changed, or None when no such value is known."""
+    key = next((k for k in ("airflowPodAnnotations", "podAnnotations", "labels")
+                if k in (release.chart_values_keys or ())), None)
+    files = [f for f in release.values_files if (settings.repo / f).is_file()]
+    # The cluster's own values file where there is one (named after the cluster), else the last one applied.
+    files.sort(key=lambda f: Path(f).stem in cluster_names(settings.repo))
+    if key is None or not files:
+        return None
+    for part in ("clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml"):
+        source = settings.repo / part
+        if source.is_dir():
+            shutil.copytree(source, destination / part)
+        elif source.is_file():
+            shutil.copy(source, destination / part)
+    target = destination / files[-1]
+    values = yaml.safe_load(target.read_text()) or {}
+    values[key] = {**(values.get(key) or {}), "airflow-gitops/bench": "one-value-changed"}
+    target.write_text(yaml.safe_dump(values, sort_keys=False))
+    return f"{files[-1]}: {key}"
+
+
+def _ratios(settings: Settings, clusters: list[str], repeat: int) -> bool:
+    """`validate all` against the serial floor, side by side (interleaved, warm processes): with an empty render
+    cache, with a warm one, and with a warm one after one value changed. True when the cold ratio is over target."""
+    from airflow_gitops.commands.validate import validate_clusters
+
+    floor = _serial_floor(settings, clusters)
+    if floor is None:
+        print("validate all vs the serial floor NOT MEASURED: no chart at hand (give --chart NAME=PATH)",
+              file=sys.stderr)
+        return False
+    render_floor, releases = floor
+    with tempfile.TemporaryDirectory(prefix="airflow-gitops-bench-") as tmp:
+        cold_cache, warm_cache, snapshot = Path(tmp, "cold"), Path(tmp, "warm"), Path(tmp, "snapshot")
+        changed_repo = Path(tmp, "repo")
+        changed = _changed_copy(settings, releases[0], changed_repo)
+        cold = dataclasses.replace(settings, cache_dir=cold_cache, render_cache=True)
+        warm = dataclasses.replace(settings, cache_dir=warm_cache, render_cache=True)
+        changed_settings = dataclasses.replace(warm, repo=changed_repo)
+
+        def quiet(run_settings):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                validate_clusters(run_settings, clusters)
+
+        def run_cold():
+            shutil.rmtree(cold_cache / "renders", ignore_errors=True)
+            start = time.perf_counter()
+            quiet(cold)
+            return time.perf_counter() - start
+
+        def run_changed():
+            shutil.rmtree(warm_cache, ignore_errors=True)
+            shutil.copytree(snapshot, warm_cache)
+            start = time.perf_counter()
+            quiet(changed_settings)
+            return time.perf_counter() - start
+
+        def timed(fn):
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+        quiet(warm)  # fills the warm cache; also starts the workers and loads their charts and schemas
+        shutil.copytree(warm_cache, snapshot)
+        render_floor()
+        run_cold()
+        if changed:
+            run_changed()
+        runs: dict[str, list[float]] = {"floor": [], "cold": [], "warm": [], "changed": []}
+        for _ in range(repeat):
+            runs["floor"].append(timed(render_floor))
+            runs["cold"].append(run_cold())
+            runs["warm"].append(timed(lambda: quiet(warm)))
+            if changed:
+                runs["changed"].append(run_changed())
+    floor_s = statistics.median(runs["floor"])
+    print(f"validate all / serial floor (median of {repeat} runs side by side)")
+    print(_row(f"floor: {len(releases)} bare Helm SDK render(s), serial", floor_s, None))
+    over = False
+    rows = [("cold", "validate all, empty render cache", RATIO_TARGET),
+            ("warm", "validate all, warm, unchanged", None),
+            ("changed", f"validate all, warm, one value changed ({changed})" if changed else "", None)]
+    for name, label, target in rows:
+        if not runs[name]:
+            continue
+        ratio = statistics.median(runs[name]) / floor_s
+        print(_row(label, ratio, target, "x") + f"  ({statistics.median(runs[name]):.2f} s)")
+        over |= target is not None and ratio > target
+    return over
