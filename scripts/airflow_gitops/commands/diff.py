@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import io
 import json
@@ -170,7 +171,7 @@ def base_tree(settings: Settings, ref: str) -> Iterator[Settings]:
     """Settings for the tree at `ref`, checked out into a temporary folder: shared by `diff` and `validate --base`."""
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-base-") as tmp:
         checkout(settings.repo, ref, Path(tmp))
-        yield Settings(Path(tmp), settings.schemas_dir, settings.local_charts, settings.cache_dir)
+        yield dataclasses.replace(settings, repo=Path(tmp))  # every option (render cache included) carries over
 
 
 def unified(base: dict[str, str], head: dict[str, str], ref: str) -> list[str]:
