@@ -22,6 +22,15 @@ def load_yaml(text: str, source: str = "(YAML)") -> Any:
     return docs[0] if docs else None
 
 
+def mapping(node: Any) -> dict[str, Any]:
+    """`node` when it is a mapping, else {}: a wrongly typed field is the schema check's finding, never a crash."""
+    return node if isinstance(node, dict) else {}
+
+
+def sequence(node: Any) -> list[Any]:
+    return node if isinstance(node, list) else []
+
+
 ERROR = "error"
 # A CRD whose schema is not available: never reported as valid.
 UNVALIDATED = "unvalidated"

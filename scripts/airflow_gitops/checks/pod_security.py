@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow_gitops.checks.policies import finding
-from airflow_gitops.model import Finding, Resource
+from airflow_gitops.model import Finding, Resource, mapping, sequence
 
 BASELINE, RESTRICTED = "baseline", "restricted"
 CHECK = "pod-security"
@@ -67,39 +67,31 @@ def parse_version(text: str | None) -> tuple[int, int]:
 def pods(resource: Resource) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
     """(path of the pod spec, pod metadata, pod spec) of every pod an object makes."""
     obj, kind = resource.obj, resource.kind
-    spec = _map(obj.get("spec"))
+    spec = mapping(obj.get("spec"))
     if kind == "Pod":
-        yield ["spec"], _map(obj.get("metadata")), spec
+        yield ["spec"], mapping(obj.get("metadata")), spec
     elif kind == "PodTemplate":
-        template = _map(obj.get("template"))
-        yield ["template", "spec"], _map(template.get("metadata")), _map(template.get("spec"))
+        template = mapping(obj.get("template"))
+        yield ["template", "spec"], mapping(template.get("metadata")), mapping(template.get("spec"))
     elif kind in WORKLOADS:
-        template = _map(spec.get("template"))
-        yield ["spec", "template", "spec"], _map(template.get("metadata")), _map(template.get("spec"))
+        template = mapping(spec.get("template"))
+        yield ["spec", "template", "spec"], mapping(template.get("metadata")), mapping(template.get("spec"))
     elif kind == "CronJob":
-        template = _map(_map(_map(spec.get("jobTemplate")).get("spec")).get("template"))
-        yield (["spec", "jobTemplate", "spec", "template", "spec"], _map(template.get("metadata")),
-               _map(template.get("spec")))
+        template = mapping(mapping(mapping(spec.get("jobTemplate")).get("spec")).get("template"))
+        yield (["spec", "jobTemplate", "spec", "template", "spec"], mapping(template.get("metadata")),
+               mapping(template.get("spec")))
 
 
 def _containers(spec: dict[str, Any]) -> Iterator[tuple[Path, dict[str, Any]]]:
     for key in CONTAINER_KINDS:
-        for index, container in enumerate(_list(spec.get(key))):
+        for index, container in enumerate(sequence(spec.get(key))):
             if isinstance(container, dict):
                 yield [key, index], container
 
 
-def _map(value: Any) -> dict[str, Any]:
-    """`value` if it is a mapping, else {}: a malformed object (reported by the schemas) never crashes a check."""
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
 
 def _context(node: dict[str, Any]) -> dict[str, Any]:
-    return _map(node.get("securityContext"))
+    return mapping(node.get("securityContext"))
 
 
 def _name(container: dict[str, Any]) -> str:
@@ -115,16 +107,16 @@ def baseline(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int,
     for field in ("hostNetwork", "hostPID", "hostIPC"):  # check_hostNamespaces.go
         if spec.get(field):
             found.append(([field], f"{field}: true shares the node's namespace (host namespaces are forbidden)"))
-    for index, volume in enumerate(_list(spec.get("volumes"))):  # check_hostPathVolumes.go
+    for index, volume in enumerate(sequence(spec.get("volumes"))):  # check_hostPathVolumes.go
         if isinstance(volume, dict) and "hostPath" in volume:
             found.append((["volumes", index, "hostPath"], f"volume {volume.get('name')!r} mounts a hostPath"))
     found += _sysctls(pod_context, version)
     found += _selinux(["securityContext"], pod_context, version)
     found += _seccomp_type(["securityContext"], pod_context)
     found += _apparmor_field(["securityContext"], pod_context)
-    if _map(pod_context.get("windowsOptions")).get("hostProcess"):  # check_windowsHostProcess.go
+    if mapping(pod_context.get("windowsOptions")).get("hostProcess"):  # check_windowsHostProcess.go
         found.append((["securityContext", "windowsOptions", "hostProcess"], "Windows HostProcess pods are forbidden"))
-    for key, value in _map(metadata.get("annotations")).items():  # check_appArmorProfile.go (annotations)
+    for key, value in mapping(metadata.get("annotations")).items():  # check_appArmorProfile.go (annotations)
         if str(key).startswith(APPARMOR_ANNOTATION) and value and value != "runtime/default" \
                 and not str(value).startswith("localhost/"):
             found.append(([METADATA, "annotations", key],
@@ -134,12 +126,12 @@ def baseline(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int,
         where = [*path, "securityContext"]
         if context.get("privileged"):  # check_privileged.go
             found.append(([*where, "privileged"], f"container {_name(container)} is privileged"))
-        added = set(map(str, _list(_map(context.get("capabilities")).get("add"))))
+        added = set(map(str, sequence(mapping(context.get("capabilities")).get("add"))))
         beyond = sorted(added - BASELINE_CAPABILITIES)  # check_capabilities_baseline.go
         if beyond:
             found.append(([*where, "capabilities", "add"],
                           f"container {_name(container)} adds {', '.join(beyond)}, beyond the default capabilities"))
-        for index, port in enumerate(_list(container.get("ports"))):  # check_hostPorts.go
+        for index, port in enumerate(sequence(container.get("ports"))):  # check_hostPorts.go
             if isinstance(port, dict) and port.get("hostPort"):
                 found.append(([*path, "ports", index, "hostPort"],
                               f"container {_name(container)} binds host port {port['hostPort']}"))
@@ -149,7 +141,7 @@ def baseline(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int,
         found += _selinux(where, context, version)
         found += _seccomp_type(where, context)
         found += _apparmor_field(where, context)
-        if _map(context.get("windowsOptions")).get("hostProcess"):
+        if mapping(context.get("windowsOptions")).get("hostProcess"):
             found.append(([*where, "windowsOptions", "hostProcess"], "Windows HostProcess containers are forbidden"))
         if version >= (1, 34):  # check_hostProbesAndhostLifecycle.go
             found += _host_handlers(path, container)
@@ -159,14 +151,14 @@ def baseline(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int,
 def _sysctls(pod_context: dict[str, Any], version: tuple[int, int]) -> list[Violation]:
     allowed = set().union(*(names for since, names in SAFE_SYSCTLS if version >= since))
     return [
-        (["securityContext", "sysctls", index, "name"], f"sysctl {_map(sysctl).get('name')!r} is not in the safe set")
-        for index, sysctl in enumerate(_list(pod_context.get("sysctls")))
-        if str(_map(sysctl).get("name")) not in allowed
+        (["securityContext", "sysctls", index, "name"], f"sysctl {mapping(sysctl).get('name')!r} is not in the safe set")
+        for index, sysctl in enumerate(sequence(pod_context.get("sysctls")))
+        if str(mapping(sysctl).get("name")) not in allowed
     ]
 
 
 def _selinux(where: Path, context: dict[str, Any], version: tuple[int, int]) -> list[Violation]:
-    options = _map(context.get("seLinuxOptions"))
+    options = mapping(context.get("seLinuxOptions"))
     allowed = SELINUX_TYPES_1_31 if version >= (1, 31) else SELINUX_TYPES
     found = []
     kind = options.get("type") or ""
@@ -180,14 +172,14 @@ def _selinux(where: Path, context: dict[str, Any], version: tuple[int, int]) -> 
 
 def _seccomp_type(where: Path, context: dict[str, Any]) -> list[Violation]:
     """check_seccompProfile_baseline.go: a type that is set must be RuntimeDefault or Localhost."""
-    kind = _map(context.get("seccompProfile")).get("type")
+    kind = mapping(context.get("seccompProfile")).get("type")
     if kind is not None and kind not in ("RuntimeDefault", "Localhost"):
         return [([*where, "seccompProfile", "type"], f"seccomp profile {kind} is forbidden")]
     return []
 
 
 def _apparmor_field(where: Path, context: dict[str, Any]) -> list[Violation]:
-    kind = _map(context.get("appArmorProfile")).get("type")
+    kind = mapping(context.get("appArmorProfile")).get("type")
     if kind not in (None, "RuntimeDefault", "Localhost"):
         return [([*where, "appArmorProfile", "type"], f"AppArmor profile type {kind!r} is forbidden")]
     return []
@@ -195,11 +187,11 @@ def _apparmor_field(where: Path, context: dict[str, Any]) -> list[Violation]:
 
 def _host_handlers(path: Path, container: dict[str, Any]) -> list[Violation]:
     handlers = [([probe], container.get(probe)) for probe in PROBES]
-    handlers += [(["lifecycle", hook], _map(container.get("lifecycle")).get(hook)) for hook in ("postStart", "preStop")]
+    handlers += [(["lifecycle", hook], mapping(container.get("lifecycle")).get(hook)) for hook in ("postStart", "preStop")]
     found = []
     for where, handler in handlers:
         for action in ("httpGet", "tcpSocket"):
-            host = _map(_map(handler).get(action)).get("host")
+            host = mapping(mapping(handler).get(action)).get("host")
             if host:
                 found.append(([*path, *where, action, "host"],
                               f"container {_name(container)} probes or hooks host {host!r}; only the pod itself"))
@@ -210,10 +202,10 @@ def _host_handlers(path: Path, container: dict[str, Any]) -> list[Violation]:
 
 def restricted(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[int, int]) -> list[Violation]:
     found: list[Violation] = []
-    windows = _map(spec.get("os")).get("name") == "windows"
+    windows = mapping(spec.get("os")).get("name") == "windows"
     user_namespace = spec.get("hostUsers") is False and version >= (1, 35)
     pod_context = _context(spec)
-    for index, volume in enumerate(_list(spec.get("volumes"))):  # check_restrictedVolumes.go
+    for index, volume in enumerate(sequence(spec.get("volumes"))):  # check_restrictedVolumes.go
         if not isinstance(volume, dict):
             continue
         sources = sorted(set(volume) - {"name"} - RESTRICTED_VOLUMES)
@@ -226,7 +218,7 @@ def restricted(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[in
         found.append((["securityContext", "runAsNonRoot"], "runAsNonRoot must not be false"))
     if pod_context.get("runAsUser") == 0 and not user_namespace:  # check_runAsUser.go
         found.append((["securityContext", "runAsUser"], "runAsUser 0 (root) is forbidden"))
-    pod_seccomp = _map(pod_context.get("seccompProfile")).get("type")
+    pod_seccomp = mapping(pod_context.get("seccompProfile")).get("type")
     for path, container in _containers(spec):
         context = _context(container)
         where = [*path, "securityContext"]
@@ -240,15 +232,15 @@ def restricted(metadata: dict[str, Any], spec: dict[str, Any], version: tuple[in
                               f"container {name} must run as non-root: set runAsNonRoot: true here or on the pod"))
             if context.get("runAsUser") == 0:
                 found.append(([*where, "runAsUser"], f"container {name} runs as user 0 (root)"))
-        seccomp = _map(context.get("seccompProfile")).get("type") or pod_seccomp
+        seccomp = mapping(context.get("seccompProfile")).get("type") or pod_seccomp
         if not windows and seccomp not in ("RuntimeDefault", "Localhost"):  # check_seccompProfile_restricted.go
             found.append(([*where, "seccompProfile", "type"], f"container {name} needs seccomp RuntimeDefault or "
                                                               "Localhost (here or on the pod)"))
-        capabilities = _map(context.get("capabilities"))
+        capabilities = mapping(context.get("capabilities"))
         if not windows:  # check_capabilities_restricted.go
-            if "ALL" not in [str(c) for c in _list(capabilities.get("drop"))]:
+            if "ALL" not in [str(c) for c in sequence(capabilities.get("drop"))]:
                 found.append(([*where, "capabilities", "drop"], f"container {name} must drop ALL capabilities"))
-            extra = sorted(set(map(str, _list(capabilities.get("add")))) - {"NET_BIND_SERVICE"})
+            extra = sorted(set(map(str, sequence(capabilities.get("add")))) - {"NET_BIND_SERVICE"})
             if extra:
                 found.append(([*where, "capabilities", "add"],
                               f"container {name} may add only NET_BIND_SERVICE, not {', '.join(extra)}"))
@@ -270,7 +262,7 @@ def check_pod(metadata: dict[str, Any], spec: dict[str, Any], level: str, versio
 def namespace_levels(resources: list[Resource]) -> dict[str, str]:
     """The enforced Pod Security level of each Namespace in the desired state."""
     return {
-        r.name: str(_map(_map(r.obj.get("metadata")).get("labels")).get(ENFORCE_LABEL))
+        r.name: str(mapping(mapping(r.obj.get("metadata")).get("labels")).get(ENFORCE_LABEL))
         for r in resources if r.kind == "Namespace" and r.api_version == "v1"
     }
 
@@ -305,7 +297,7 @@ def namespace_labels(resources: list[Resource], restricted_namespaces: set[str])
     for r in resources:
         if r.kind != "Namespace" or r.api_version != "v1":
             continue
-        labels = _map(_map(r.obj.get("metadata")).get("labels"))
+        labels = mapping(mapping(r.obj.get("metadata")).get("labels"))
         want = RESTRICTED if r.name in restricted_namespaces else BASELINE
         allowed = (RESTRICTED,) if want == RESTRICTED else (BASELINE, RESTRICTED)
         enforce = labels.get(ENFORCE_LABEL)

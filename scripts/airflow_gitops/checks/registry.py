@@ -27,7 +27,7 @@ from airflow_gitops.checks import (
     supply_chain,
 )
 from airflow_gitops.checks.policies import PolicyConfig
-from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
+from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource, mapping, sequence
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -106,8 +106,8 @@ def _values_secrets(cluster: CheckedCluster, release: ReleaseRender) -> list[Fin
 def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
     found = set()
     for release in cluster.state.releases:
-        for source in supply_chain.sequence(supply_chain.mapping(release.helmrelease.obj.get("spec")).get("valuesFrom")):
-            if supply_chain.mapping(source).get("kind") == "ConfigMap":
+        for source in sequence(mapping(release.helmrelease.obj.get("spec")).get("valuesFrom")):
+            if mapping(source).get("kind") == "ConfigMap":
                 found.add((release.helmrelease.namespace, source.get("name")))
     return found
 

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 
 from airflow_gitops.checks import policies
-from airflow_gitops.checks.supply_chain import mapping, patch_documents, sequence
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all
+from airflow_gitops.checks.supply_chain import patch_documents
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping, sequence
 
 CHECK = "secret-value"
 # Key names whose literal value is a secret (Airflow options, env names, connection fields, ConfigMap keys).

@@ -13,8 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_gitops.checks import policies
-from airflow_gitops.checks.supply_chain import mapping, sequence
-from airflow_gitops.model import ERROR, Finding, Resource
+from airflow_gitops.model import ERROR, Finding, Resource, mapping, sequence
 
 CHECK = "sops"
 ENCRYPTED = re.compile(r"^ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]+,tag:[A-Za-z0-9+/=]+,"

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops.checks import policies
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping, sequence
 
 # An exact image tag: a version with at least major.minor, optionally a suffix (3.3.2-python3.12, v4.4.2, 17.6).
 EXACT_TAG = re.compile(r"^v?\d+(\.\d+)+([-_+.][0-9A-Za-z][0-9A-Za-z._-]*)?$")
@@ -28,14 +28,6 @@ AIRFLOW_IMAGE_VALUES = [
     (["images", "pod_template", "repository"], ["images", "pod_template", "tag"]),
 ]
 
-
-def mapping(node: Any) -> dict[str, Any]:
-    """`node` when it is a mapping, else {}: a wrongly typed field is the schema check's finding, never a crash here."""
-    return node if isinstance(node, dict) else {}
-
-
-def sequence(node: Any) -> list[Any]:
-    return node if isinstance(node, list) else []
 
 
 # --- images -----------------------------------------------------------------------------------------

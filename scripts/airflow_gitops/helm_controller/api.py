@@ -8,20 +8,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_gitops.model import Resource
+from airflow_gitops.model import Resource, mapping, sequence
 
 HELM_API = "helm.toolkit.fluxcd.io"
 DEFAULT_VALUES_KEY = "values.yaml"
 # helm-controller shortens release names longer than Helm's limit: a prefix and a hash of the full name.
 MAX_RELEASE_NAME = 53
 
-
-def mapping(node: Any) -> dict[str, Any]:
-    return node if isinstance(node, dict) else {}
-
-
-def sequence(node: Any) -> list[Any]:
-    return node if isinstance(node, list) else []
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_gitops.model import Resource
+from airflow_gitops.model import Resource, mapping, sequence
 
 KUSTOMIZATION_API = "kustomize.toolkit.fluxcd.io"
 # The namespace Flux gives a Kustomization, or a reference, that names none.
 DEFAULT_NAMESPACE = "flux-system"
 
-
-def mapping(node: Any) -> dict[str, Any]:
-    return node if isinstance(node, dict) else {}
-
-
-def sequence(node: Any) -> list[Any]:
-    return node if isinstance(node, list) else []
 
 
 @dataclass(frozen=True)
