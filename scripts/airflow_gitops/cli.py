@@ -60,8 +60,17 @@ def configure_logging() -> None:
         logger.addHandler(handler)
 
 
+# Commands that start a Go runtime (the Helm SDK, kubectl): they run with go_runtime's collector settings.
+GO_COMMANDS = {"render", "values", "validate", "diff", "bench", "flux-build", "eks", "rollback"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        argv = sys.argv[1:]
+        if argv and argv[0] in GO_COMMANDS:
+            from airflow_gitops import go_runtime
+
+            go_runtime.reexec_with_settings()
     configure_logging()
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     args = build_parser(command).parse_args(argv)
