@@ -51,7 +51,6 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
         drift = HelmRelease.parse(hr).drift_detection
         if not drift.detects:
             continue
-        mode = drift.mode
         if release.unrendered_reason:
             findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.driftDetection",
                                     "NOT CHECKED: its chart did not render (see NOT RENDERED), so no Job with "
@@ -67,10 +66,10 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
             where = AIRFLOW_CHART_JOB_ANNOTATIONS.get((obj.template or "").split("/", 1)[-1])
             how = f"the chart value {where}" if where else "the chart's annotations for this Job"
             consequence = ("corrects the drift by creating it, and running it, again on every reconcile"
-                           if mode == "enabled" else "reports it as drift on every reconcile")
+                           if drift.mode == "enabled" else "reports it as drift on every reconcile")
             findings.append(Finding(
                 ERROR, obj.location, obj.ref, f"metadata.annotations[{DRIFT_KEY}]",
-                f"Job has spec.ttlSecondsAfterFinished: {ttl} and {hr.ref} has spec.driftDetection.mode: {mode}: "
+                f"Job has spec.ttlSecondsAfterFinished: {ttl} and {hr.ref} has spec.driftDetection.mode: {drift.mode}: "
                 f"once Kubernetes deletes the finished Job, helm-controller {consequence}. Annotate it "
                 f"{DRIFT_KEY}: {DRIFT_DISABLED} through {how}, or add a spec.driftDetection.ignore rule with "
                 f"paths: [\"\"] whose target matches it", "drift-jobs"))
@@ -157,9 +156,9 @@ def unwatched_variable_sources(resources: list[Resource], releases: Iterable[Rel
     by_applier = {r.ref: Kustomization.parse(r) for r in resources if r.kind == "Kustomization"}
     for release in releases:
         hr = release.helmrelease
-        spec = HelmRelease.parse(hr)
-        interval = spec.interval or "its interval"
-        for ref in spec.values_from:
+        helmrelease = HelmRelease.parse(hr)
+        interval = helmrelease.interval or "its interval"
+        for ref in helmrelease.values_from:
             source = _find(resources, ref.kind, ref.name, hr.namespace)
             if source is None or _watched(source.obj) or not _substituted(source, by_applier):
                 continue
@@ -197,9 +196,9 @@ def _watched(obj: dict[str, Any]) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(WATCH_LABEL) == WATCH_ENABLED
 
 
-def _substituted(source: Resource, kustomizations: dict[str, Kustomization]) -> bool:
+def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool:
     """Whether kustomize-controller substitutes variables in this object at all."""
-    applier = kustomizations.get(source.applied_by)
+    applier = by_applier.get(source.applied_by)
     if applier is None or applier.post_build is None:
         return False
     meta = source.obj.get("metadata") or {}
