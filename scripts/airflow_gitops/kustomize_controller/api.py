@@ -93,9 +93,10 @@ class Kustomization:
     post_build: PostBuild | None
     # Required by Flux; None when absent.
     interval: str | None
-    # As written, else the interval, as the API documents it (GetTimeout then takes 30s off, at least 30s).
+    # As written, else the interval, as api/v1 KustomizationSpec documents it (its GetTimeout then takes 30s off the
+    # interval, at least 30s).
     timeout: str | None
-    # Wait for every object applied (then healthChecks are ignored); false by default.
+    # Wait for every object applied (then healthChecks are ignored); false by default. Only `true` counts.
     wait: bool
     prune: bool
     target_namespace: str | None
