@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from airflow_gitops.model import ClusterState
+from airflow_gitops.model import ClusterState, Resource
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, parse_chart_overrides
 
@@ -89,3 +89,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def flux_object(kind: str, api_version: str, spec, namespace: str | None = None, name: str = "demo") -> Resource:
+    """A Flux object as Git holds it (applied by the bootstrap Kustomization), for the parse functions."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return Resource({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec}, "x.yaml",
+                    "Kustomization flux-system/flux-system")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,11 @@ def mapping(node: Any) -> dict[str, Any]:
 
 def sequence(node: Any) -> list[Any]:
     return node if isinstance(node, list) else []
+
+
+def string(node: Any) -> str | None:
+    """`node` when it is a string, else None: like mapping(), a wrongly typed field reads as absent."""
+    return node if isinstance(node, str) else None
 
 
 ERROR = "error"
@@ -80,6 +86,29 @@ def object_data(obj: dict[str, Any]) -> dict[str, str]:
         data = {key: base64.b64decode(str(value)).decode(errors="replace") for key, value in data.items()}
         data.update(obj.get("stringData") or {})
     return data
+
+
+# Kinds whose spec.template is a pod template.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job")
+
+
+def pod_templates(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any], dict[str, Any]]]:
+    """(path of the pod spec, pod metadata, pod spec) of every pod an object makes: a Pod, a PodTemplate, a workload,
+    a CronJob. The object is the one under check, so it is read as rendered, as the API server would read it."""
+    obj, kind = resource.obj, resource.kind
+    spec = mapping(obj.get("spec"))
+    if kind == "Pod":
+        yield ["spec"], mapping(obj.get("metadata")), spec
+    elif kind == "PodTemplate":
+        template = mapping(obj.get("template"))
+        yield ["template", "spec"], mapping(template.get("metadata")), mapping(template.get("spec"))
+    elif kind in WORKLOAD_KINDS:
+        template = mapping(spec.get("template"))
+        yield ["spec", "template", "spec"], mapping(template.get("metadata")), mapping(template.get("spec"))
+    elif kind == "CronJob":
+        template = mapping(mapping(mapping(spec.get("jobTemplate")).get("spec")).get("template"))
+        yield (["spec", "jobTemplate", "spec", "template", "spec"], mapping(template.get("metadata")),
+               mapping(template.get("spec")))
 
 
 def object_ref(obj: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from airflow_gitops.checks import pod_security, policies
+from airflow_gitops.checks import policies
+from airflow_gitops.model import pod_templates
 
 from tests.helpers import airflow_release, render
 
@@ -67,7 +68,7 @@ def test_every_airflow_pod_is_admitted_by_the_database_policy(rendered_airflow, 
     pods = [*rendered_airflow.objects, *policies.pod_template_resources(rendered_airflow.objects)]
     labelled = 0
     for resource in pods:
-        for _, metadata, _ in pod_security.pods(resource):
+        for _, metadata, _ in pod_templates(resource):
             assert admitted(database, metadata.get("labels") or {}, 5432), resource.ref
             labelled += 1
     assert labelled >= 8

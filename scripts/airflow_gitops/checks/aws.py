@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from airflow_gitops.kustomize_controller.api import kustomizations
 from airflow_gitops.kustomize_controller.postbuild import Substitution
 from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, ReleaseRender, RenderError, Resource, field_path
 
@@ -245,13 +246,11 @@ def outside_flux_findings(git_resources: list[Resource], repo: Path) -> list[Fin
     (a folder without kustomization.yaml gets every YAML file below it)."""
     aws = (repo / AWS_DIR).resolve()
     findings = []
-    for r in git_resources:
-        if r.kind != "Kustomization" or not r.api_version.startswith("kustomize.toolkit.fluxcd.io/"):
-            continue
-        path = (repo / str((r.obj.get("spec") or {}).get("path") or "./")).resolve()
+    for ks in kustomizations(git_resources):
+        path = (repo / ks.path).resolve()
         if path == aws or path in aws.parents or aws in path.parents:
-            findings.append(Finding(ERROR, r.location, r.ref, "spec.path",
-                                    f"path {r.obj['spec'].get('path', './')!r} covers {AWS_DIR}, which Flux must not "
+            findings.append(Finding(ERROR, ks.resource.location, ks.resource.ref, "spec.path",
+                                    f"path {ks.path!r} covers {AWS_DIR}, which Flux must not "
                                     "apply (eksctl and IAM configuration, not Kubernetes objects)", "aws-outside-flux"))
     return findings
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
+from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, SUBSTITUTION
 from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, load_yaml_all
 
@@ -46,29 +48,28 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
     findings: list[Finding] = []
     for release in releases:
         hr = release.helmrelease
-        drift = ((hr.obj.get("spec") or {}).get("driftDetection") or {})
-        mode = drift.get("mode") or "disabled"
-        if mode not in ("enabled", "warn"):
+        drift = HelmRelease.parse(hr).drift_detection
+        if not drift.detects:
             continue
         if release.unrendered_reason:
             findings.append(Finding(WARNING, hr.source_file, hr.ref, "spec.driftDetection",
                                     "NOT CHECKED: its chart did not render (see NOT RENDERED), so no Job with "
                                     "ttlSecondsAfterFinished under drift detection could be looked for", "drift-jobs"))
             continue
-        ignore_rules = drift.get("ignore") or []
         for obj in release.objects:
             if obj.kind != "Job" or obj.api_version != "batch/v1":
                 continue
+            # The chart's Job, the object under check: read as rendered.
             ttl = (obj.obj.get("spec") or {}).get("ttlSecondsAfterFinished")
-            if ttl is None or _drift_excluded(obj.obj) or _ignored_whole(obj.obj, ignore_rules):
+            if ttl is None or _drift_excluded(obj.obj) or _ignored_whole(obj.obj, drift.ignore):
                 continue
             where = AIRFLOW_CHART_JOB_ANNOTATIONS.get((obj.template or "").split("/", 1)[-1])
             how = f"the chart value {where}" if where else "the chart's annotations for this Job"
             consequence = ("corrects the drift by creating it, and running it, again on every reconcile"
-                           if mode == "enabled" else "reports it as drift on every reconcile")
+                           if drift.mode == "enabled" else "reports it as drift on every reconcile")
             findings.append(Finding(
                 ERROR, obj.location, obj.ref, f"metadata.annotations[{DRIFT_KEY}]",
-                f"Job has spec.ttlSecondsAfterFinished: {ttl} and {hr.ref} has spec.driftDetection.mode: {mode}: "
+                f"Job has spec.ttlSecondsAfterFinished: {ttl} and {hr.ref} has spec.driftDetection.mode: {drift.mode}: "
                 f"once Kubernetes deletes the finished Job, helm-controller {consequence}. Annotate it "
                 f"{DRIFT_KEY}: {DRIFT_DISABLED} through {how}, or add a spec.driftDetection.ignore rule with "
                 f"paths: [\"\"] whose target matches it", "drift-jobs"))
@@ -82,34 +83,32 @@ def _drift_excluded(obj: dict[str, Any]) -> bool:
     return any(isinstance(v, str) and v.lower() == DRIFT_DISABLED for v in values)
 
 
-def _ignored_whole(obj: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
+def _ignored_whole(obj: dict[str, Any], rules: list[IgnoreRule]) -> bool:
     """An ignore rule with the root path "" whose target (jsondiff.SelectorRegex) matches the object."""
     for rule in rules:
-        if "" not in (rule.get("paths") or []):
+        if "" not in rule.paths:
             continue
-        target = rule.get("target")
-        if target is None or _selector_matches(target, obj):
+        if rule.target is None or _selector_matches(rule.target, obj):
             return True
     return False
 
 
-def _selector_matches(target: dict[str, Any], obj: dict[str, Any]) -> bool:
+def _selector_matches(target: Selector, obj: dict[str, Any]) -> bool:
     meta = obj.get("metadata") or {}
     api_version = str(obj.get("apiVersion", ""))
     group, _, version = api_version.rpartition("/")
-    wanted = {"group": group, "version": version, "kind": obj.get("kind", ""),
-              "name": meta.get("name", ""), "namespace": meta.get("namespace", "")}
-    for key, value in wanted.items():
-        pattern = target.get(key)
+    wanted = [(target.group, group), (target.version, version), (target.kind, obj.get("kind", "")),
+              (target.name, meta.get("name", "")), (target.namespace, meta.get("namespace", ""))]
+    for pattern, value in wanted:
         # jsondiff anchors every pattern (anchorRegex): "Job" matches only "Job". A broken pattern spares nothing:
         # helm-controller refuses the whole rule set.
         try:
-            if pattern and not re.fullmatch(str(pattern), str(value)):
+            if pattern and not re.fullmatch(pattern, str(value)):
                 return False
         except re.error:
             return False
-    return (_labels_match(target.get("labelSelector"), meta.get("labels") or {})
-            and _labels_match(target.get("annotationSelector"), meta.get("annotations") or {}))
+    return (_labels_match(target.label_selector, meta.get("labels") or {})
+            and _labels_match(target.annotation_selector, meta.get("annotations") or {}))
 
 
 def _labels_match(selector: str | None, values: dict[str, str]) -> bool:
@@ -154,12 +153,13 @@ def unwatched_variable_sources(resources: list[Resource], releases: Iterable[Rel
       indexConfigMap/indexSecret) re-reconciles the readers of a labelled substituteFrom object when it changes.
     """
     findings: list[Finding] = []
-    by_applier = {r.ref: r for r in resources if r.kind == "Kustomization"}
+    by_applier = {r.ref: Kustomization.parse(r) for r in resources if r.kind == "Kustomization"}
     for release in releases:
         hr = release.helmrelease
-        interval = (hr.obj.get("spec") or {}).get("interval", "its interval")
-        for position, ref in enumerate((hr.obj.get("spec") or {}).get("valuesFrom") or []):
-            source = _find(resources, ref.get("kind"), ref.get("name"), hr.namespace)
+        helmrelease = HelmRelease.parse(hr)
+        interval = helmrelease.interval or "its interval"
+        for ref in helmrelease.values_from:
+            source = _find(resources, ref.kind, ref.name, hr.namespace)
             if source is None or _watched(source.obj) or not _substituted(source, by_applier):
                 continue
             inputs = generator_inputs(source.name, str(Path(source.source_file).parent))
@@ -169,15 +169,14 @@ def unwatched_variable_sources(resources: list[Resource], releases: Iterable[Rel
             origin = ", ".join(inputs) if inputs else source.source_file
             findings.append(Finding(
                 ERROR, source.source_file, source.ref, f"metadata.labels[{WATCH_LABEL}]",
-                f"values source of {hr.ref} (spec.valuesFrom[{position}]) uses post-build variables "
+                f"values source of {hr.ref} ({ref.where}) uses post-build variables "
                 f"{', '.join(used)} in {origin}: a changed variable changes it in place, the HelmRelease spec stays "
                 f"the same, and helm-controller upgrades only after spec.interval ({interval}). Label it "
                 f"{WATCH_LABEL}: {WATCH_ENABLED} (configMapGenerator options.labels)", "watch-label"))
     readers: dict[str, tuple[Resource, list[str]]] = {}
     for ks in by_applier.values():
-        post_build = (ks.obj.get("spec") or {}).get("postBuild") or {}
-        for ref in post_build.get("substituteFrom") or []:
-            source = _find(resources, ref.get("kind"), ref.get("name"), ks.namespace or "flux-system")
+        for ref in ks.post_build.substitute_from if ks.post_build else []:
+            source = _find(resources, ref.kind, ref.name, ks.namespace)
             if source is not None and not _watched(source.obj):
                 readers.setdefault(source.ref, (source, []))[1].append(ks.name)
     for source, names in readers.values():
@@ -197,10 +196,10 @@ def _watched(obj: dict[str, Any]) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(WATCH_LABEL) == WATCH_ENABLED
 
 
-def _substituted(source: Resource, kustomizations: dict[str, Resource]) -> bool:
+def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool:
     """Whether kustomize-controller substitutes variables in this object at all."""
-    applier = kustomizations.get(source.applied_by)
-    if applier is None or not (applier.obj.get("spec") or {}).get("postBuild"):
+    applier = by_applier.get(source.applied_by)
+    if applier is None or applier.post_build is None:
         return False
     meta = source.obj.get("metadata") or {}
     # fluxcd/pkg kustomize.SubstituteVariables skips an object labelled or annotated `substitute: disabled`.
@@ -296,20 +295,15 @@ def unchecked_readiness(resources: list[Resource]) -> list[Finding]:
     applies with `wait: true`, else for those listed in spec.healthChecks.
     """
     findings: list[Finding] = []
-    for ks in resources:
-        spec = ks.obj.get("spec") or {}
-        if ks.kind != "Kustomization" or not ks.api_version.startswith("kustomize.toolkit.fluxcd.io/"):
-            continue
-        applier = f"Kustomization {ks.namespace or 'flux-system'}/{ks.name}"
-        if spec.get("wait") is True:
-            how, waited = "wait: true applies", [o for o in resources if o.applied_by == applier]
-        elif spec.get("healthChecks"):
+    for ks in kustomizations(resources):
+        if ks.wait:
+            how, waited = "wait: true applies", [o for o in resources if o.applied_by == ks.applier]
+        elif ks.health_checks:
             how = "spec.healthChecks waits for"
-            waited = [o for o in resources if any(_is(check, o) for check in spec["healthChecks"])]
+            waited = [o for o in resources if any(_is(check, o) for check in ks.health_checks)]
         else:
             continue
-        checked = {(api_group(str(e.get("apiVersion", ""))), str(e.get("kind") or ""))
-                   for e in spec.get("healthCheckExprs") or [] if isinstance(e, dict)}
+        checked = {(api_group(e.api_version), e.kind) for e in ks.health_check_exprs}
         missing: dict[tuple[str, str], list[Resource]] = {}
         for obj in waited:
             group = api_group(obj.api_version)
@@ -319,15 +313,14 @@ def unchecked_readiness(resources: list[Resource]) -> list[Finding]:
                 continue
             missing.setdefault(key, []).append(obj)
         for (group, kind), objects in missing.items():
-            findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.healthCheckExprs",
+            findings.append(Finding(ERROR, ks.resource.source_file, ks.resource.ref, "spec.healthCheckExprs",
                                     _missing_message(how, group, kind, objects), "readiness"))
     return findings
 
 
-def _is(check: dict[str, Any], obj: Resource) -> bool:
-    return (isinstance(check, dict) and check.get("kind") == obj.kind and check.get("name") == obj.name
-            and (check.get("namespace") or "") == obj.namespace
-            and api_group(str(check.get("apiVersion", ""))) == api_group(obj.api_version))
+def _is(check: HealthCheck, obj: Resource) -> bool:
+    return (check.kind == obj.kind and check.name == obj.name and (check.namespace or "") == obj.namespace
+            and api_group(check.api_version) == api_group(obj.api_version))
 
 
 def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -> str:

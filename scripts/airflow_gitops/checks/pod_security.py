@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow_gitops.checks.policies import finding
-from airflow_gitops.model import Finding, Resource, mapping, sequence
+from airflow_gitops.model import Finding, Resource, mapping, pod_templates, sequence
 
 BASELINE, RESTRICTED = "baseline", "restricted"
 CHECK = "pod-security"
@@ -47,7 +47,6 @@ RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral"
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 CONTAINER_KINDS = ("initContainers", "containers", "ephemeralContainers")
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
-WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job")
 
 Path = list[Any]
 Violation = tuple[Path, str]
@@ -62,24 +61,6 @@ def parse_version(text: str | None) -> tuple[int, int]:
         return int(major), int(minor)
     except (ValueError, AttributeError):
         return (1, 99)
-
-
-def pods(resource: Resource) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
-    """(path of the pod spec, pod metadata, pod spec) of every pod an object makes."""
-    obj, kind = resource.obj, resource.kind
-    spec = mapping(obj.get("spec"))
-    if kind == "Pod":
-        yield ["spec"], mapping(obj.get("metadata")), spec
-    elif kind == "PodTemplate":
-        template = mapping(obj.get("template"))
-        yield ["template", "spec"], mapping(template.get("metadata")), mapping(template.get("spec"))
-    elif kind in WORKLOADS:
-        template = mapping(spec.get("template"))
-        yield ["spec", "template", "spec"], mapping(template.get("metadata")), mapping(template.get("spec"))
-    elif kind == "CronJob":
-        template = mapping(mapping(mapping(spec.get("jobTemplate")).get("spec")).get("template"))
-        yield (["spec", "jobTemplate", "spec", "template", "spec"], mapping(template.get("metadata")),
-               mapping(template.get("spec")))
 
 
 def _containers(spec: dict[str, Any]) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -278,7 +259,7 @@ def pod_security(resources: list[Resource], airflow_workloads: list[Resource], k
     for resource in unique.values():
         namespace_level = levels.get(resource.namespace)
         level = RESTRICTED if id(resource) in airflow_ids or namespace_level == RESTRICTED else BASELINE
-        for spec_path, metadata, spec in pods(resource):
+        for spec_path, metadata, spec in pod_templates(resource):
             if not isinstance(spec, dict):
                 continue
             for path, message in check_pod(metadata, spec, level, version):

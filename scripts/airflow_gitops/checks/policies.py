@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml
+from airflow_gitops.helm_controller.api import HelmRelease
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml, mapping, pod_templates
+from airflow_gitops.notification_controller.api import Receiver
+from airflow_gitops.source.api import HelmChart
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")
@@ -60,12 +63,10 @@ def finding(resource: Resource, path: list[Any] | str, message: str, check: str)
 def exact_chart_versions(resources: list[Resource]) -> list[Finding]:
     findings = []
     for r in resources:
-        spec = r.obj.get("spec") or {}
-        if r.kind == "HelmRelease" and "chart" in spec:
-            version = str(((spec.get("chart") or {}).get("spec") or {}).get("version") or "")
-            path = ["spec", "chart", "spec", "version"]
+        if r.kind == "HelmRelease" and (chart := HelmRelease.parse(r).chart) is not None:
+            version, path = chart.version, ["spec", "chart", "spec", "version"]
         elif r.kind == "HelmChart":
-            version, path = str(spec.get("version") or ""), ["spec", "version"]
+            version, path = HelmChart.parse(r).version, ["spec", "version"]
         else:
             continue
         if not EXACT_VERSION.match(version):
@@ -77,17 +78,16 @@ def exact_chart_versions(resources: list[Resource]) -> list[Finding]:
 
 # --- images -----------------------------------------------------------------------------------------
 
+# The kinds the image, request and storage policies read (pod_security also reads PodTemplate and
+# ReplicationController).
+POD_SPEC_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+
+
 def pod_specs(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]:
     """(path, pod spec) of every pod an object makes."""
-    obj, kind = resource.obj, resource.kind
-    spec = obj.get("spec") or {}
-    if kind == "Pod":
-        yield ["spec"], spec
-    elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
-        yield ["spec", "template", "spec"], ((spec.get("template") or {}).get("spec") or {})
-    elif kind == "CronJob":
-        job = ((spec.get("jobTemplate") or {}).get("spec") or {})
-        yield ["spec", "jobTemplate", "spec", "template", "spec"], ((job.get("template") or {}).get("spec") or {})
+    if resource.kind in POD_SPEC_KINDS:
+        for path, _, spec in pod_templates(resource):
+            yield path, spec
 
 
 def containers(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]:
@@ -95,6 +95,17 @@ def containers(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]
         for key in ("initContainers", "containers"):
             for index, container in enumerate(spec.get(key) or []):
                 yield [*path, key, index], container
+
+
+def images(resource: Resource) -> Iterator[tuple[list[Any], str]]:
+    """(path, image) of every container of an object ("" when it names none), and a CloudNativePG Cluster's
+    spec.imageName when set."""
+    for path, container in containers(resource):
+        yield [*path, "image"], str(container.get("image") or "")
+    if resource.kind == "Cluster" and resource.api_version.startswith("postgresql.cnpg.io/"):
+        image = mapping(resource.obj.get("spec")).get("imageName")
+        if image:
+            yield ["spec", "imageName"], str(image)
 
 
 def pod_template_resources(resources: list[Resource]) -> list[Resource]:
@@ -123,15 +134,10 @@ def image_problem(image: str) -> str | None:
 def image_tags(resources: list[Resource]) -> list[Finding]:
     findings = []
     for r in resources:
-        for path, container in containers(r):
-            problem = image_problem(str(container.get("image") or ""))
+        for path, image in images(r):
+            problem = image_problem(image)
             if problem:
-                findings.append(finding(r, [*path, "image"], problem, "image-tag"))
-        if r.kind == "Cluster" and r.api_version.startswith("postgresql.cnpg.io/"):
-            image = (r.obj.get("spec") or {}).get("imageName")
-            problem = image_problem(str(image)) if image else None
-            if problem:
-                findings.append(finding(r, ["spec", "imageName"], problem, "image-tag"))
+                findings.append(finding(r, path, problem, "image-tag"))
     return findings
 
 
@@ -285,8 +291,8 @@ def referenced_secrets(git_resources: list[Resource], releases: list[ReleaseRend
                 if name:
                     found.append((r.namespace, name, r.location, r.ref,
                                   f"spec.managed.roles[{index}].passwordSecret.name"))
-        if r.kind == "Receiver" and (spec.get("secretRef") or {}).get("name"):
-            found.append((r.namespace, spec["secretRef"]["name"], r.location, r.ref, "spec.secretRef.name"))
+        if r.kind == "Receiver" and (token := Receiver.parse(r).secret_name):
+            found.append((r.namespace, token, r.location, r.ref, "spec.secretRef.name"))
     for release in releases:
         for path, name in _secret_names(release.values):
             found.append((release.namespace, name, values_file_of(release, path),

@@ -27,7 +27,8 @@ from airflow_gitops.checks import (
     supply_chain,
 )
 from airflow_gitops.checks.policies import PolicyConfig
-from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource, mapping, sequence
+from airflow_gitops.helm_controller.api import HelmRelease
+from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -106,9 +107,9 @@ def _values_secrets(cluster: CheckedCluster, release: ReleaseRender) -> list[Fin
 def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
     found = set()
     for release in cluster.state.releases:
-        for source in sequence(mapping(release.helmrelease.obj.get("spec")).get("valuesFrom")):
-            if mapping(source).get("kind") == "ConfigMap":
-                found.add((release.helmrelease.namespace, source.get("name")))
+        for source in HelmRelease.parse(release.helmrelease).values_from:
+            if source.kind == "ConfigMap":
+                found.add((release.helmrelease.namespace, source.name))
     return found
 
 

@@ -22,7 +22,8 @@ import yaml
 
 from airflow_gitops.checks import policies
 from airflow_gitops.checks.supply_chain import patch_documents
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping, sequence
+from airflow_gitops.helm_controller.api import HelmRelease
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping
 
 CHECK = "secret-value"
 # Key names whose literal value is a secret (Airflow options, env names, connection fields, ConfigMap keys).
@@ -276,21 +277,20 @@ def git_secrets(git_resources: list[Resource], values_configmaps: set[tuple[str,
 
 def _post_renderer_secrets(r: Resource) -> list[Finding]:
     findings = []
-    for i, renderer in enumerate(sequence(mapping(r.obj.get("spec")).get("postRenderers"))):
-        for j, patch in enumerate(sequence(mapping(mapping(renderer).get("kustomize")).get("patches"))):
-            base = ["spec", "postRenderers", i, "kustomize", "patches", j, "patch"]
-            for doc in patch_documents(mapping(patch).get("patch")):
-                for path, node in _leaves_with_lists(doc, []):
-                    if path and path[-1] == "env":
-                        for where, why in env_problems(node, path):
-                            findings.append(policies.finding(r, base, f"postRenderers patch sets {field_path(where)}: "
-                                                             f"{why}", CHECK))
-                    elif isinstance(node, dict) and isinstance(node.get("value"), (dict, list, str)) and \
-                            str(node.get("path", "")).rstrip("/-").endswith("/env"):
-                        # A JSON 6902 `add` of an env entry or list.
-                        value = node["value"] if isinstance(node["value"], list) else [node["value"]]
-                        for _, why in env_problems(value, [*path, "value"]):
-                            findings.append(policies.finding(r, base, f"postRenderers patch sets {why}", CHECK))
-                    elif isinstance(node, str) and shape(node) and path and path[-1] != "env":
-                        findings.append(policies.finding(r, base, f"postRenderers patch holds {shape(node)}", CHECK))
+    for entry, patch in HelmRelease.parse(r).post_renderer_patches:
+        base = f"{entry}.patch"
+        for doc in patch_documents(mapping(patch).get("patch")):
+            for path, node in _leaves_with_lists(doc, []):
+                if path and path[-1] == "env":
+                    for where, why in env_problems(node, path):
+                        findings.append(policies.finding(r, base, f"postRenderers patch sets {field_path(where)}: "
+                                                         f"{why}", CHECK))
+                elif isinstance(node, dict) and isinstance(node.get("value"), (dict, list, str)) and \
+                        str(node.get("path", "")).rstrip("/-").endswith("/env"):
+                    # A JSON 6902 `add` of an env entry or list.
+                    value = node["value"] if isinstance(node["value"], list) else [node["value"]]
+                    for _, why in env_problems(value, [*path, "value"]):
+                        findings.append(policies.finding(r, base, f"postRenderers patch sets {why}", CHECK))
+                elif isinstance(node, str) and shape(node) and path and path[-1] != "env":
+                    findings.append(policies.finding(r, base, f"postRenderers patch holds {shape(node)}", CHECK))
     return findings

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_gitops.checks import policies
+from airflow_gitops.kustomize_controller.api import kustomizations
 from airflow_gitops.model import ERROR, Finding, Resource, mapping, sequence
 
 CHECK = "sops"
@@ -49,8 +50,7 @@ def check(git_resources: list[Resource]) -> list[Finding]:
     """A `sops:` block on a Secret in Git must be real SOPS metadata over encrypted data, decrypted by its
     Kustomization; a fake block would let a plaintext Secret past the plaintext-secret policy."""
     findings = []
-    kustomizations = {f"Kustomization {r.namespace or 'flux-system'}/{r.name}": r for r in git_resources
-                      if r.kind == "Kustomization" and r.api_version.startswith("kustomize.toolkit.fluxcd.io/")}
+    by_applier = {ks.applier: ks for ks in kustomizations(git_resources)}
     for r in git_resources:
         if "sops" not in r.obj:
             continue
@@ -63,10 +63,9 @@ def check(git_resources: list[Resource]) -> list[Finding]:
                 if not (isinstance(value, str) and ENCRYPTED.match(value)):
                     findings.append(policies.finding(r, [field, key], "not SOPS-encrypted (ENC[AES256_GCM,...]): a "
                                                      "Secret with a sops block must have every value encrypted", CHECK))
-        ks = kustomizations.get(r.applied_by)
-        provider = mapping(mapping(ks.obj.get("spec")).get("decryption")).get("provider") if ks else None
-        if ks is not None and provider != "sops":
-            findings.append(Finding(ERROR, ks.source_file, ks.ref, "spec.decryption.provider",
+        ks = by_applier.get(r.applied_by)
+        if ks is not None and ks.decryption_provider != "sops":
+            findings.append(Finding(ERROR, ks.resource.source_file, ks.resource.ref, "spec.decryption.provider",
                                     f"applies the SOPS-encrypted {r.ref} ({r.source_file}) without "
                                     "decryption.provider: sops, so the ciphertext itself would be applied", CHECK))
     return findings

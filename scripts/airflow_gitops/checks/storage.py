@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_gitops.checks.policies import pod_specs
-from airflow_gitops.kustomize_controller.api import Kustomization
+from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
 from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path
 
 PROVIDED_VARIABLE = "provided_storage_classes"
@@ -67,10 +67,10 @@ def _named(spec: dict[str, Any], path: list[Any], key: str) -> Iterator[tuple[li
         yield [*path, key], name
 
 
-def _dependencies(kustomizations: list[Resource]) -> dict[str, set[str]]:
+def _dependencies(found: list[Kustomization]) -> dict[str, set[str]]:
     """Kustomization ref -> itself and every Kustomization it depends on, transitively."""
     direct = {}
-    for ks in map(Kustomization.parse, kustomizations):
+    for ks in found:
         direct[ks.applier] = {f"Kustomization {dependency}" for dependency in ks.depends_on}
     closure = {}
     for start in direct:
@@ -87,9 +87,7 @@ def _dependencies(kustomizations: list[Resource]) -> dict[str, set[str]]:
 def storage_classes(git_resources: list[Resource], releases: list[ReleaseRender], variables: dict[str, str],
                     values_file_of: Callable[[ReleaseRender, list[Any]], str]) -> list[Finding]:
     provided = provided_classes(variables)
-    kustomizations = [r for r in git_resources if r.kind == "Kustomization"
-                      and r.api_version.startswith("kustomize.toolkit.fluxcd.io/")]
-    after = _dependencies(kustomizations)
+    after = _dependencies(kustomizations(git_resources))
     # class -> the Kustomizations that apply a StorageClass of that name
     declared: dict[str, set[str]] = {}
     releases_by_ref = {r.helmrelease.ref: r for r in releases}

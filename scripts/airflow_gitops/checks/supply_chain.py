@@ -11,7 +11,9 @@ from typing import Any
 import yaml
 
 from airflow_gitops.checks import policies
+from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping, sequence
+from airflow_gitops.source.api import GitRepository, OCIRepository
 
 # An exact image tag: a version with at least major.minor, optionally a suffix (3.3.2-python3.12, v4.4.2, 17.6).
 EXACT_TAG = re.compile(r"^v?\d+(\.\d+)+([-_+.][0-9A-Za-z][0-9A-Za-z._-]*)?$")
@@ -79,21 +81,12 @@ def image_problems(image: str, registries: list[str]) -> list[str]:
 TOML_KEY_REGISTRIES = "allowed-image-registries"
 
 
-def _images_of(resource: Resource) -> Iterator[tuple[list[Any], str]]:
-    for path, container in policies.containers(resource):
-        yield [*path, "image"], str(container.get("image") or "")
-    if resource.kind == "Cluster" and resource.api_version.startswith("postgresql.cnpg.io/"):
-        image = mapping(resource.obj.get("spec")).get("imageName")
-        if image:
-            yield ["spec", "imageName"], str(image)
-
-
 def rendered_images(resources: list[Resource], registries: list[str]) -> list[Finding]:
     """Every container image (and CNPG imageName) of every object that renders: exact tag or digest, allowed registry.
     The existing `image-tag` policy already reports a missing or :latest tag; this reports everything else."""
     findings = []
     for r in resources:
-        for path, image in _images_of(r):
+        for path, image in policies.images(r):
             # A missing or :latest tag is already the `image-tag` policy's finding.
             problems = [registry_problem(image, registries)]
             if not policies.image_problem(image):
@@ -189,16 +182,10 @@ def post_renderer_images(git_resources: list[Resource], registries: list[str]) -
     for r in git_resources:
         if r.kind != "HelmRelease":
             continue
-        for i, renderer in enumerate(sequence(mapping(r.obj.get("spec")).get("postRenderers"))):
-            for j, entry in enumerate(sequence(mapping(mapping(renderer).get("kustomize")).get("images"))):
-                path = ["spec", "postRenderers", i, "kustomize", "images", j]
-                entry = mapping(entry)
-                name = entry.get("newName") or entry.get("name") or ""
-                image = f"{name}@{entry['digest']}" if entry.get("digest") else (
-                    f"{name}:{entry['newTag']}" if entry.get("newTag") else str(name))
-                for problem in image_problems(image, registries):
-                    findings.append(policies.finding(r, path, f"postRenderers image override: {problem}",
-                                                     "image-source"))
+        for override in HelmRelease.parse(r).post_renderer_images:
+            for problem in image_problems(override.image, registries):
+                findings.append(policies.finding(r, override.where, f"postRenderers image override: {problem}",
+                                                 "image-source"))
     return findings
 
 
@@ -240,7 +227,7 @@ def dags_repository(release: ReleaseRender, state_variables: dict[str, str], git
                                 f"repository (cluster-vars git_url {git_url!r})", "dags-source"))
     source = next((r for r in git_resources if r.kind == "GitRepository" and r.name == "flux-system"
                    and r.namespace == "flux-system"), None)
-    url = str(mapping(source.obj.get("spec")).get("url") or "") if source else ""
+    url = GitRepository.parse(source).url if source else ""
     if url and normalise_git_url(repo) != normalise_git_url(url):
         findings.append(Finding(ERROR, *where, f"git-sync would take DAGs from {repo!r}, not from the repository Flux "
                                 f"syncs ({source.source_file}: GitRepository flux-system/flux-system spec.url {url!r})",
@@ -257,39 +244,40 @@ def chart_pins(git_resources: list[Resource]) -> list[Finding]:
     findings = []
     by_ref = {(r.kind, r.namespace, r.name): r for r in git_resources}
     for r in git_resources:
-        spec = mapping(r.obj.get("spec"))
         if r.kind == "OCIRepository":
             findings += _oci_ref(r)
         if r.kind != "HelmRelease":
             continue
-        if "chartRef" in spec:
-            ref = mapping(spec.get("chartRef"))
-            target = by_ref.get((ref.get("kind"), ref.get("namespace") or r.namespace, ref.get("name")))
-            if target is None:
-                findings.append(policies.finding(r, "spec.chartRef", f"{ref.get('kind')} "
-                                f"{ref.get('namespace') or r.namespace}/{ref.get('name')} is not in this cluster's Git "
-                                "state: its version cannot be checked", "exact-chart-version"))
-        source = mapping(mapping(mapping(spec.get("chart")).get("spec")).get("sourceRef"))
-        if source.get("kind") in ("GitRepository", "Bucket"):
-            target = by_ref.get((source["kind"], source.get("namespace") or r.namespace, source.get("name")))
-            git_ref = mapping(mapping(target.obj.get("spec")).get("ref")) if target else {}
-            if not (git_ref.get("commit") or EXACT_TAG.match(str(git_ref.get("tag") or ""))):
-                findings.append(policies.finding(r, "spec.chart.spec.sourceRef", f"chart from {source['kind']} "
-                                f"{source.get('name')}: spec.chart.spec.version is ignored for this source; pin the "
+        release = HelmRelease.parse(r)
+        if (chart_ref := release.chart_ref) is not None:
+            namespace = chart_ref.namespace or r.namespace
+            if by_ref.get((chart_ref.kind, namespace, chart_ref.name)) is None:
+                findings.append(policies.finding(r, "spec.chartRef", f"{chart_ref.kind} {namespace}/{chart_ref.name} "
+                                "is not in this cluster's Git state: its version cannot be checked",
+                                "exact-chart-version"))
+        chart = release.chart
+        if chart is not None and chart.source_kind in ("GitRepository", "Bucket"):
+            target = by_ref.get((chart.source_kind, chart.source_namespace or r.namespace, chart.source_name))
+            # A Bucket has no ref: it cannot be pinned.
+            git_ref = GitRepository.parse(target).ref if target is not None and target.kind == "GitRepository" \
+                else None
+            if not (git_ref and (git_ref.commit or EXACT_TAG.match(git_ref.tag or ""))):
+                findings.append(policies.finding(r, "spec.chart.spec.sourceRef", f"chart from {chart.source_kind} "
+                                f"{chart.source_name}: spec.chart.spec.version is ignored for this source; pin the "
                                 "source to a commit or an exact tag", "exact-chart-version"))
     return findings
 
 
 def _oci_ref(r: Resource) -> list[Finding]:
-    ref = mapping(mapping(r.obj.get("spec")).get("ref"))
-    if ref.get("digest"):
-        if not DIGEST.match("@" + str(ref["digest"])):
+    ref = OCIRepository.parse(r).ref
+    if ref.digest:
+        if not DIGEST.match("@" + ref.digest):
             return [policies.finding(r, "spec.ref.digest", "not sha256:<64 hex>", "exact-chart-version")]
         return []
-    if ref.get("semver"):
-        return [policies.finding(r, "spec.ref.semver", f"semver range {ref['semver']!r} is not an exact pin: a revert "
+    if ref.semver:
+        return [policies.finding(r, "spec.ref.semver", f"semver range {ref.semver!r} is not an exact pin: a revert "
                                  "is no downgrade; use spec.ref.tag (exact) or spec.ref.digest", "exact-chart-version")]
-    tag = str(ref.get("tag") or "")
+    tag = ref.tag or ""
     if not policies.EXACT_VERSION.match(tag):
         shown = repr(tag) if tag else "no tag (Flux pulls :latest)"
         return [policies.finding(r, "spec.ref.tag", f"{shown} is not an exact version", "exact-chart-version")]

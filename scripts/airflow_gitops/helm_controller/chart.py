@@ -13,6 +13,7 @@ from typing import Any
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import WARNING, ClusterState, Finding, Resource
 from airflow_gitops.settings import CHARTS_ENV, Settings
+from airflow_gitops.source.api import parse_source, url_of
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class ChartCache:
         repository = state.find(chart.source_kind, chart.source_name, chart.source_namespace or hr.namespace)
         if repository is None:
             raise ChartUnavailable(f"{chart.source_kind} {chart.source_name} is not applied by this cluster")
-        url = str((repository.obj.get("spec") or {}).get("url", ""))
+        url = url_of(parse_source(repository))
         host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
         cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
         if not cached.exists():

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops.helm_controller.values import compose
+from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
 from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, load_yaml
 from airflow_gitops.operate import airflow_versions
 from airflow_gitops.pipeline import render_cluster
@@ -265,18 +266,16 @@ def backup_findings(change: VersionChange) -> list[Finding]:
 
 def gating_kustomizations(state: ClusterState, release_ref: str) -> set[str]:
     """Every Kustomization (namespace/name) the release's own Kustomization depends on, transitively."""
-    kustomizations = {f"{r.namespace or 'flux-system'}/{r.name}": r for r in state.resources
-                      if r.kind == "Kustomization" and r.api_version.startswith("kustomize.toolkit.fluxcd.io")}
+    by_id = {ks.id: ks for ks in kustomizations(state.resources)}
     hr = next((r for r in state.resources if r.ref == release_ref), None)
     start = hr.applied_by.removeprefix("Kustomization ") if hr else ""
     seen: set[str] = set()
     todo = [start]
     while todo:
-        ks = kustomizations.get(todo.pop())
+        ks = by_id.get(todo.pop())
         if ks is None:
             continue
-        for dep in (ks.obj.get("spec") or {}).get("dependsOn") or []:
-            name = f"{dep.get('namespace') or ks.namespace or 'flux-system'}/{dep.get('name')}"
+        for name in ks.depends_on:
             if name not in seen:
                 seen.add(name)
                 todo.append(name)
@@ -285,11 +284,10 @@ def gating_kustomizations(state: ClusterState, release_ref: str) -> set[str]:
 
 def backup_health_checked(state: ClusterState, applier: str) -> bool:
     namespace, _, name = applier.partition("/")
-    ks = state.find("Kustomization", name, namespace)
-    spec = (ks.obj.get("spec") or {}) if ks else {}
-    return bool(spec.get("wait")) and any(
-        check.get("kind") == "Backup" and "completed" in str(check.get("current", ""))
-        for check in spec.get("healthCheckExprs") or [])
+    found = state.find("Kustomization", name, namespace)
+    ks = Kustomization.parse(found) if found else None
+    return ks is not None and ks.wait and any(
+        check.kind == "Backup" and "completed" in (check.current or "") for check in ks.health_check_exprs)
 
 
 def raising_commit(repo: Path, ref: str, file: str, version: str) -> str | None:

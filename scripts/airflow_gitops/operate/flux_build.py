@@ -26,9 +26,10 @@ from typing import Any
 import yaml
 
 from airflow_gitops.kustomize_controller import postbuild
-from airflow_gitops.kustomize_controller.api import KUSTOMIZATION_API, Kustomization
+from airflow_gitops.kustomize_controller.api import Kustomization
+from airflow_gitops.kustomize_controller.api import kustomizations as flux_kustomizations
 from airflow_gitops.kustomize_controller.reconcile import BOOTSTRAP_SOURCE
-from airflow_gitops.model import ClusterState, load_yaml_all
+from airflow_gitops.model import ClusterState, Resource, load_yaml_all
 
 OWNER_NAME = "kustomize.toolkit.fluxcd.io/name"
 OWNER_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
@@ -60,30 +61,26 @@ def kustomizations(state: ClusterState) -> list[FluxKustomization]:
         "metadata": {"name": BOOTSTRAP_SOURCE, "namespace": "flux-system"},
         "spec": {"interval": "10m", "path": f"./clusters/{state.name}", "prune": True,
                  "sourceRef": {"kind": "GitRepository", "name": BOOTSTRAP_SOURCE}}}
-    found = [_entry(root_obj)]
-    for resource in state.resources:
-        if resource.kind == "Kustomization" and resource.api_version.startswith(KUSTOMIZATION_API) \
-                and (resource.namespace or "flux-system", resource.name) != ("flux-system", BOOTSTRAP_SOURCE):
-            found.append(_entry(resource.obj))
+    found = [_entry(Kustomization.parse(Resource(root_obj, "", "")))]
+    for ks in flux_kustomizations(state.resources):
+        if ks.id != f"flux-system/{BOOTSTRAP_SOURCE}":
+            found.append(_entry(ks))
     return found
 
 
-def _entry(obj: dict[str, Any]) -> FluxKustomization:
-    meta = obj.get("metadata") or {}
-    path = str((obj.get("spec") or {}).get("path") or ".").removeprefix("./") or "."
-    return FluxKustomization(str(meta.get("namespace") or "flux-system"), str(meta.get("name")), path, obj)
+def _entry(ks: Kustomization) -> FluxKustomization:
+    return FluxKustomization(ks.namespace, ks.name, ks.path.removeprefix("./") or ".", ks.resource.obj)
 
 
 def kustomization_file(state: ClusterState, ks: FluxKustomization) -> dict[str, Any]:
     """The Kustomization as `flux build --dry-run` should read it: substituteFrom resolved into substitute."""
     obj = copy.deepcopy(ks.obj)
-    post_build = (obj.get("spec") or {}).get("postBuild")
-    if post_build:
-        from airflow_gitops.model import Resource
-
+    parsed = Kustomization.parse(Resource(obj, "", ""))
+    if parsed.post_build is not None:
         # The same resolution render uses (substituteFrom in order, optional ones skipped, substitute on top).
-        variables = postbuild.collect_variables(ClusterState(state.name, resources=state.resources),
-                                                Kustomization.parse(Resource(obj, "", "")))
+        variables = postbuild.collect_variables(ClusterState(state.name, resources=state.resources), parsed)
+        # The copy written for `flux build` is edited here, not the typed view: it goes out as YAML.
+        post_build = obj["spec"]["postBuild"]
         post_build.pop("substituteFrom", None)
         post_build["substitute"] = dict(sorted(variables.items()))
     obj.pop("status", None)

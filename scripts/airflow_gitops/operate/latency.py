@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.model import ClusterState
+from airflow_gitops.source.api import GitRepository
 
 # What `flux bootstrap` writes into gotk-sync.yaml and what scripts/kind-up.sh creates.
 BOOTSTRAP_GIT_INTERVAL = "1m"
@@ -42,13 +44,13 @@ class Latency:
 
 def push_to_live(state: ClusterState, airflow_release: str = "airflow") -> list[Latency]:
     git = state.find("GitRepository", "flux-system", "flux-system")
-    git_interval = seconds((git.obj.get("spec") or {}).get("interval") if git else BOOTSTRAP_GIT_INTERVAL)
+    git_interval = seconds(GitRepository.parse(git).interval if git else BOOTSTRAP_GIT_INTERVAL)
     git_label = "GitRepository interval" + ("" if git else f" (bootstrap default {BOOTSTRAP_GIT_INTERVAL})")
     has_receiver = any(r.kind == "Receiver" for r in state.resources)
     apps = next((r for r in state.resources if r.kind == "Kustomization"
                  and any(o.kind == "HelmRelease" and o.name == airflow_release and o.applied_by.endswith("/" + r.name)
                          for o in state.resources)), None)
-    ks_interval = seconds((apps.obj.get("spec") or {}).get("interval")) if apps else 0.0
+    ks_interval = seconds(Kustomization.parse(apps).interval) if apps else 0.0
     release = next((r for r in state.releases if r.helmrelease.name == airflow_release), None)
     values = release.values if release else {}
     git_sync = seconds(((values.get("dags") or {}).get("gitSync") or {}).get("period") or "10s")

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_gitops.kustomize_controller.api import kustomizations
 from airflow_gitops.kustomize_controller.reconcile import BOOTSTRAP_SOURCE
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
@@ -92,10 +93,9 @@ def kustomization_chain(settings: Settings, cluster: str) -> list[str]:
     """The cluster's Flux Kustomizations in dependsOn order (clusters/<cluster>), the bootstrap one first."""
     state = render_cluster(settings, cluster, charts=False)
     depends: dict[str, list[str]] = {}
-    for resource in state.resources:
-        if resource.kind == "Kustomization" and resource.api_version.startswith("kustomize.toolkit.fluxcd.io"):
-            spec = resource.obj.get("spec") or {}
-            depends[resource.name] = [str(d.get("name")) for d in spec.get("dependsOn") or []]
+    for ks in kustomizations(state.resources):
+        # reconcile_plan names each one in flux-system, so by name alone (depends_on holds "namespace/name").
+        depends[ks.name] = [dependency.rpartition("/")[2] for dependency in ks.depends_on]
     chain = [BOOTSTRAP_SOURCE]
     while len(chain) < len(depends) + 1:
         ready = [name for name, deps in depends.items()
