@@ -30,8 +30,9 @@ def test_cluster_variables_are_substituted_into_the_airflow_values(cluster):
 
 
 def test_braced_and_default_forms():
+    # fluxcd/pkg envsubst toDefault: `=` gives its default for an empty value too, as `:=` does.
     sub = postbuild.Substitution({"name": "airflow", "empty": ""})
-    assert sub.text("${name}-${missing:=fallback}-${empty:=x}-${empty=y}", "f") == "airflow-fallback-x-"
+    assert sub.text("${name}-${missing:=fallback}-${empty:=x}-${empty=y}", "f") == "airflow-fallback-x-y"
     assert sub.missing == []
 
 
@@ -44,7 +45,8 @@ def test_a_missing_variable_is_reported_with_its_field():
     objects, findings = postbuild.substitute(
         [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"url": "${nope}"}}], {},
         lambda obj: "some/file.yaml")
-    assert objects[0]["data"]["url"] == ""
+    # As non-strict Flux leaves it: the empty text of a plain scalar reads back as null.
+    assert objects[0]["data"]["url"] is None
     assert [(f.file, f.object, f.field) for f in findings] == [("some/file.yaml", "ConfigMap x", "data.url")]
 
 

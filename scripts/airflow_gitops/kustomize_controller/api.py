@@ -44,6 +44,22 @@ class PostBuild:
 
 
 @dataclass(frozen=True)
+class CommonMetadata:
+    """spec.commonMetadata: labels and annotations set on every object the Kustomization applies."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: Any) -> CommonMetadata | None:
+        common = mapping(raw)
+        if not common:
+            return None
+        return cls({str(k): str(v) for k, v in mapping(common.get("labels")).items()},
+                   {str(k): str(v) for k, v in mapping(common.get("annotations")).items()})
+
+
+@dataclass(frozen=True)
 class Kustomization:
     resource: Resource
     name: str
@@ -54,6 +70,7 @@ class Kustomization:
     # "namespace/name" of each Kustomization it waits for.
     depends_on: list[str]
     post_build: PostBuild | None
+    common_metadata: CommonMetadata | None
     # The whole spec, for the build's overlay fields and the containment check, which read it field by field.
     spec: dict[str, Any]
 
@@ -69,7 +86,8 @@ class Kustomization:
         depends_on = [f"{mapping(d).get('namespace') or namespace}/{mapping(d).get('name')}"
                       for d in sequence(spec.get("dependsOn"))]
         return cls(resource, resource.name, namespace, source.get("kind"), source.get("name"),
-                   str(spec.get("path") or "./"), depends_on, PostBuild.parse(spec.get("postBuild")), spec)
+                   str(spec.get("path") or "./"), depends_on, PostBuild.parse(spec.get("postBuild")),
+                   CommonMetadata.parse(spec.get("commonMetadata")), spec)
 
     @property
     def id(self) -> str:
