@@ -66,7 +66,7 @@ def _parse_error_message(text: str, error: envsubst.EnvsubstError) -> str:
 
 def _missing_message(name: str) -> str:
     return (f"variable ${{{name}}} has no value in substituteFrom/substitute and no default "
-            "(kustomize-controller substitutes an empty string, or fails in strict mode)")
+            "(kustomize-controller fails in strict mode, its default since Flux 2.9; without it, an empty value)")
 
 
 def _field_at(text: str, offset: int) -> str:
