@@ -241,6 +241,19 @@ def from_yaml(text: str) -> Any:
     return _jsonable(document)
 
 
+def from_yaml_all(text: str) -> list[Any]:
+    """Every document of a stream as Kubernetes reads what `flux build` prints (ssautil.ReadObjects: YAMLToJSON
+    per document), numbers as they go to the API server."""
+    loader = _GoYamlV2Loader(text)
+    try:
+        documents = []
+        while loader.check_data():
+            documents.append(loader.get_data())
+    finally:
+        loader.dispose()
+    return [_jsonable(document) for document in documents]
+
+
 def _first_document(loader: _GoYamlV2Loader) -> Any:
     # go-yaml v2's Unmarshal reads the first document only.
     if loader.check_data():
