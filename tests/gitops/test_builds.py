@@ -75,7 +75,6 @@ def tiny_repo(tmp_path) -> Path:
     # No kustomization.yaml: kustomize-controller generates one from the YAML files below the path.
     (app / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: ${color}\n")
     (app / "nested" / "cm2.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n")
-    (app / "notes.yaml").write_text("just: data\n")
     return tmp_path
 
 
@@ -91,6 +90,17 @@ def test_path_without_kustomization_yaml_is_generated_and_substitute_beats_subst
     assert sorted(demo) == ["a", "b"]
     assert demo["a"].obj["data"]["v"] == "red"
     assert {r.namespace for r in demo.values()} == {"demo"}
+
+
+def test_a_yaml_file_that_is_no_object_fails_a_generated_build_as_in_flux(tiny_repo):
+    # fluxcd/pkg kustomize scanManifests: "failed to decode Kubernetes YAML from <file>: missing kind in object".
+    (tiny_repo / "apps/demo/notes.yaml").write_text("just: data\n")
+    (tiny_repo / "clusters/t/demo.yaml").write_text(_kustomization("./apps/demo"))
+    state = render_cluster(make_settings(tiny_repo), "t", charts=False)
+    assert [str(f) for f in state.findings if f.severity == ERROR] == [
+        "clusters/t/demo.yaml: Kustomization flux-system/demo: spec.path: kustomize build apps/demo failed: failed to "
+        "decode Kubernetes YAML from apps/demo/notes.yaml: missing kind in object (Flux lists every YAML file of a "
+        "path without kustomization.yaml)"]
 
 
 def test_a_path_that_does_not_exist_names_the_kustomization_file(tiny_repo):
