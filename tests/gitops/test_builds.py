@@ -103,6 +103,16 @@ def test_a_yaml_file_that_is_no_object_fails_a_generated_build_as_in_flux(tiny_r
         "path without kustomization.yaml)"]
 
 
+@pytest.mark.parametrize("ignore", [True, False])
+def test_a_missing_component_is_left_out_only_with_ignore_missing_components(tiny_repo, ignore):
+    (tiny_repo / "clusters/t/demo.yaml").write_text(_kustomization(
+        "./apps/demo", components=["../no-such-component"], ignoreMissingComponents=ignore))
+    state = render_cluster(make_settings(tiny_repo), "t", charts=False)
+    errors = [f.field for f in state.findings if f.severity == ERROR]
+    built = sorted(r.name for r in state.resources if r.applied_by == "Kustomization flux-system/demo")
+    assert (errors, built) == (([], ["a", "b"]) if ignore else (["spec.components[0]"], []))
+
+
 def test_a_path_that_does_not_exist_names_the_kustomization_file(tiny_repo):
     (tiny_repo / "clusters/t/demo.yaml").write_text(_kustomization("./apps/nope"))
     state = render_cluster(make_settings(tiny_repo), "t", charts=False)

@@ -66,8 +66,11 @@ def build(path: Path, spec: dict[str, Any] | None = None) -> list[dict[str, Any]
             # Flux's patch type has only these two fields: a `path` would make kustomize read a file.
             overlay["patches"] = [{k: v for k, v in patch.items() if k in ("patch", "target")}
                                   for patch in spec["patches"] if isinstance(patch, dict)]
-        if spec.get("components"):
-            overlay["components"] = [_relative(path / component, tmpdir) for component in spec["components"]]
+        # ignoreMissingComponents: Flux leaves out a component path that does not exist.
+        components = [c for c in spec.get("components") or []
+                      if spec.get("ignoreMissingComponents") is not True or (path / str(c)).exists()]
+        if components:
+            overlay["components"] = [_relative(path / component, tmpdir) for component in components]
         (tmpdir / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
         return run_kustomize(tmpdir)
 
