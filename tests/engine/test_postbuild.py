@@ -5,6 +5,9 @@ common-metadata show the same through the CLI."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from airflow_gitops.kustomize_controller import envsubst, postbuild, yamltext
 from airflow_gitops.kustomize_controller.api import CommonMetadata, Kustomization
@@ -204,3 +207,66 @@ def test_common_metadata_overrides_object_metadata_and_leaves_templates_alone():
     assert deployment["spec"]["template"]["metadata"]["labels"] == {"app": "w"}
     assert plain["metadata"] == {"name": "c", "labels": {"tier": "shared"}}, "no empty annotations added"
 
+
+
+def test_an_anchor_defined_twice_is_read_as_go_yaml_v2_reads_it():
+    # libyaml refuses it ("found duplicate anchor"); go-yaml v2 takes the later one.
+    assert yamltext.from_yaml("a: &x 1\nb: &x 2\nc: *x\n") == {"a": 1, "b": 2, "c": 2}
+
+
+def test_a_merge_key_merges_and_a_merge_value_is_a_string():
+    assert yamltext.from_yaml("base: &b {x: 1}\nm:\n  <<: *b\n  z: 2\nv: <<\n") == {
+        "base": {"x": 1}, "m": {"x": 1, "z": 2}, "v": "<<"}
+    assert yamltext.to_yaml({"v": "<<"}) == "v: <<\n"
+
+
+def test_an_unknown_tag_leaves_the_value_as_written():
+    assert yamltext.from_yaml("a: !tag 3\nb: !tag\n") == {"a": "3", "b": ""}
+
+
+def test_a_kept_trailing_newline_is_written_without_a_document_end():
+    assert yamltext.to_yaml({"k": "\n"}) == "k: |2+\n\n"
+
+
+def test_a_float_beyond_int64_keeps_its_shortest_digits():
+    assert yamltext.from_yaml("a: 100000010000001000000\n") == {"a": 100000010000001000000}
+
+
+def test_a_substring_that_cuts_a_character_breaks_the_object():
+    _, problems = postbuild.substitute_object(_configmap(v="${e:0:1}"), {"e": "é"})
+    assert [where for where, _ in problems] == ["data.v"] and "invalid UTF-8" in problems[0][1]
+
+
+ORACLE = [json.loads(line) for line in (Path(__file__).parent / "flux_postbuild_oracle.jsonl").read_text().splitlines()]
+
+
+def _same(a, b) -> bool:
+    """Equal, types included (3 is not 3.0, nor "3")."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize("case", ORACLE, ids=[str(n) for n in range(len(ORACLE))])
+def test_post_build_matches_flux_go_code(case):
+    """flux_postbuild_oracle.md says where each answer comes from."""
+    flux = case["flux"]
+    assert yamltext.to_yaml(case["object"]) == flux["yaml"]
+    result, problems = postbuild.substitute_object(case["object"], case["variables"])
+    messages = [message for _, message in problems]
+    error = flux.get("error", "")
+    if not error:
+        allowed = [] if case["strict"] else [m for m in messages if "has no value" in m]
+        assert messages == allowed and _same(result, flux["out"])
+    elif error.startswith("envsubst: variable not set (strict mode)"):
+        name = error.rsplit(": ", 1)[1].strip('"')
+        assert f"variable ${{{name}}} has no value" in " ".join(messages)
+    elif error.startswith("envsubst: "):
+        assert any(f"envsubst cannot parse it ({error.removeprefix('envsubst: ')})" in m for m in messages)
+    else:
+        assert error.startswith(("YAMLToJSON: ", "UnmarshalJSON: ", "json: "))
+        assert any("breaks the object once substituted" in m for m in messages)

@@ -30,8 +30,7 @@ import yaml
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper = getattr(yaml, "CDumper", yaml.Dumper)
 
-_STR, _BOOL, _NULL, _INT, _FLOAT, _TIMESTAMP, _MERGE = ("str", "bool", "null", "int", "float", "timestamp",
-                                                       "merge")
+_STR, _BOOL, _NULL, _INT, _FLOAT, _TIMESTAMP = "str", "bool", "null", "int", "float", "timestamp"
 _MAP: dict[str, tuple[str, Any]] = {}
 for _values, _entry in (
         (("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), (_BOOL, True)),
@@ -40,7 +39,7 @@ for _values, _entry in (
         ((".nan", ".NaN", ".NAN"), (_FLOAT, math.nan)),
         ((".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"), (_FLOAT, math.inf)),
         (("-.inf", "-.Inf", "-.INF"), (_FLOAT, -math.inf)),
-        (("<<",), (_MERGE, "<<"))):
+        ):
     for _value in _values:
         _MAP[_value] = _entry
 
@@ -87,7 +86,8 @@ def _is_timestamp(text: str) -> bool:
 def resolve(text: str) -> tuple[str, Any]:
     """go-yaml v2 resolve("", text) for a plain scalar: its kind and value."""
     hint = text[:1]
-    if text in _MAP:
+    # The table is consulted only for what may start one of its entries (resolveTable): "<<" is a string.
+    if (not hint or hint in "+-yYnNtTfFoO~." or hint.isascii() and hint.isdigit()) and text in _MAP:
         return _MAP[text]
     if hint == ".":
         if "_" not in text:
@@ -122,7 +122,7 @@ def go_format_float(value: float) -> str:
     if exponent < -4 or exponent >= 6:
         mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         return f"{sign}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    return sign + f"{abs(value):.{max(len(digits) - 1 - exponent, 0)}f}"
+    return sign + _fixed(digits, exponent)
 
 
 def _shortest(value: float) -> tuple[str, int]:
@@ -134,11 +134,19 @@ def _shortest(value: float) -> tuple[str, int]:
     return "".join(str(d) for d in number.as_tuple().digits), number.adjusted()
 
 
+def _fixed(digits: str, exponent: int) -> str:
+    """The shortest digits without exponent (Go's %f with precision -1): zeros filled in, never more digits."""
+    if exponent >= len(digits) - 1:
+        return digits + "0" * (exponent - len(digits) + 1)
+    if exponent >= 0:
+        return digits[:exponent + 1] + "." + digits[exponent + 1:]
+    return "0." + "0" * (-exponent - 1) + digits
+
+
 def _go_json_float(value: float) -> str:
     """encoding/json's float64: plain digits from 1e-6 up to 1e21, the exponent form outside."""
     if value == 0 or 1e-6 <= abs(value) < 1e21:
-        digits, exponent = _shortest(value)
-        return ("-" if value < 0 else "") + f"{abs(value):.{max(len(digits) - 1 - exponent, 0)}f}"
+        return ("-" if value < 0 else "") + _fixed(*_shortest(value))
     return go_format_float(value)
 
 
@@ -199,7 +207,9 @@ def to_yaml(obj: Any) -> str:
     events: list[yaml.Event] = [yaml.StreamStartEvent(), yaml.DocumentStartEvent(explicit=False)]
     _events(obj, events)
     events += [yaml.DocumentEndEvent(explicit=False), yaml.StreamEndEvent()]
-    return yaml.emit(events, Dumper=_BaseDumper, allow_unicode=True, width=80, indent=2)
+    text = yaml.emit(events, Dumper=_BaseDumper, allow_unicode=True, width=80, indent=2)
+    # libyaml ends a document whose last scalar keeps its trailing newlines (`|+`) with `...`; go-yaml v2 does not.
+    return text.removesuffix("...\n") if text.endswith("\n...\n") else text
 
 
 # --- step 3 and 4: YAMLToJSON, then the float64 round trip -------------------------------------------------------
@@ -210,20 +220,45 @@ class _GoYamlV2Loader(_BaseLoader):  # type: ignore[misc,valid-type]
 
     def resolve(self, kind, value, implicit):
         if kind is yaml.ScalarNode and implicit[0]:
-            resolved, _ = resolve(value)
-            return "tag:yaml.org,2002:merge" if resolved == _MERGE else f"tag:go-yaml-v2:{resolved}"
-        return super().resolve(kind, value, implicit)
+            # A plain `<<` key merges (decode.go isMerge); as a value it is the string "<<".
+            return "tag:yaml.org,2002:merge" if value == "<<" else f"tag:go-yaml-v2:{resolve(value)[0]}"
+        return yaml.resolver.Resolver.resolve(self, kind, value, implicit)
+
+    def construct_undefined(self, node):
+        # A tag go-yaml v2 cannot resolve (`!tag`) leaves the value as it is written.
+        if isinstance(node, yaml.MappingNode):
+            return self.construct_mapping(node)
+        if isinstance(node, yaml.SequenceNode):
+            return self.construct_sequence(node)
+        return node.value
+
+
+class _GoYamlV2PythonLoader(yaml.SafeLoader):
+    """The same reading in pure Python, for the one thing libyaml's composer refuses and go-yaml v2 accepts: an
+    anchor defined twice (the later one wins)."""
+
+    resolve = _GoYamlV2Loader.resolve
+    construct_undefined = _GoYamlV2Loader.construct_undefined
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if not isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            del self.anchors[event.anchor]
+        return super().compose_node(parent, index)
 
 
 def _construct(loader: _GoYamlV2Loader, node: yaml.ScalarNode) -> Any:
     return resolve(node.value)[1]
 
 
-for _kind in (_BOOL, _NULL, _INT, _FLOAT):
-    _GoYamlV2Loader.add_constructor(f"tag:go-yaml-v2:{_kind}", _construct)
-for _kind in (_STR, _TIMESTAMP):
-    _GoYamlV2Loader.add_constructor(f"tag:go-yaml-v2:{_kind}", yaml.SafeLoader.construct_yaml_str)
-_GoYamlV2Loader.yaml_implicit_resolvers = {}
+for _loader in (_GoYamlV2Loader, _GoYamlV2PythonLoader):
+    for _kind in (_BOOL, _NULL, _INT, _FLOAT):
+        _loader.add_constructor(f"tag:go-yaml-v2:{_kind}", _construct)
+    for _kind in (_STR, _TIMESTAMP):
+        _loader.add_constructor(f"tag:go-yaml-v2:{_kind}", yaml.SafeLoader.construct_yaml_str)
+    _loader.add_constructor("tag:yaml.org,2002:merge", yaml.SafeLoader.construct_yaml_str)
+    _loader.add_constructor(None, _loader.construct_undefined)
+    _loader.yaml_implicit_resolvers = {}
 
 
 class UnsupportedValue(ValueError):
@@ -233,11 +268,13 @@ class UnsupportedValue(ValueError):
 def from_yaml(text: str) -> Any:
     """The first document of the text as YAMLToJSON and res.UnmarshalJSON leave it. yaml.YAMLError on broken YAML,
     UnsupportedValue on what JSON cannot hold."""
-    loader = _GoYamlV2Loader(text)
+    _require_utf8(text)
     try:
-        document = _first_document(loader)
-    finally:
-        loader.dispose()
+        document = _first_document(_GoYamlV2Loader, text)
+    except yaml.composer.ComposerError as error:
+        if "found duplicate anchor" not in str(error):
+            raise
+        document = _first_document(_GoYamlV2PythonLoader, text)
     return _jsonable(document)
 
 
@@ -254,11 +291,21 @@ def from_yaml_all(text: str) -> list[Any]:
     return [_jsonable(document) for document in documents]
 
 
-def _first_document(loader: _GoYamlV2Loader) -> Any:
+def _require_utf8(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # ${var:n:len} counts bytes and can cut a character: go-yaml's reader refuses the text.
+        raise yaml.YAMLError("invalid UTF-8 in the substituted text (a substring cut a character)") from None
+
+
+def _first_document(loader_class: type, text: str) -> Any:
     # go-yaml v2's Unmarshal reads the first document only.
-    if loader.check_data():
-        return loader.get_data()
-    return None
+    loader = loader_class(text)
+    try:
+        return loader.get_data() if loader.check_data() else None
+    finally:
+        loader.dispose()
 
 
 def _jsonable(value: Any) -> Any:
