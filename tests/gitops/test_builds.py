@@ -30,8 +30,9 @@ def test_cluster_variables_are_substituted_into_the_airflow_values(cluster):
 
 
 def test_braced_and_default_forms():
+    # fluxcd/pkg envsubst toDefault: `=` gives its default for an empty value too, as `:=` does.
     sub = postbuild.Substitution({"name": "airflow", "empty": ""})
-    assert sub.text("${name}-${missing:=fallback}-${empty:=x}-${empty=y}", "f") == "airflow-fallback-x-"
+    assert sub.text("${name}-${missing:=fallback}-${empty:=x}-${empty=y}", "f") == "airflow-fallback-x-y"
     assert sub.missing == []
 
 
@@ -44,7 +45,8 @@ def test_a_missing_variable_is_reported_with_its_field():
     objects, findings = postbuild.substitute(
         [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"url": "${nope}"}}], {},
         lambda obj: "some/file.yaml")
-    assert objects[0]["data"]["url"] == ""
+    # As non-strict Flux leaves it: the empty text of a plain scalar reads back as null.
+    assert objects[0]["data"]["url"] is None
     assert [(f.file, f.object, f.field) for f in findings] == [("some/file.yaml", "ConfigMap x", "data.url")]
 
 
@@ -73,7 +75,6 @@ def tiny_repo(tmp_path) -> Path:
     # No kustomization.yaml: kustomize-controller generates one from the YAML files below the path.
     (app / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: ${color}\n")
     (app / "nested" / "cm2.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n")
-    (app / "notes.yaml").write_text("just: data\n")
     return tmp_path
 
 
@@ -89,6 +90,27 @@ def test_path_without_kustomization_yaml_is_generated_and_substitute_beats_subst
     assert sorted(demo) == ["a", "b"]
     assert demo["a"].obj["data"]["v"] == "red"
     assert {r.namespace for r in demo.values()} == {"demo"}
+
+
+def test_a_yaml_file_that_is_no_object_fails_a_generated_build_as_in_flux(tiny_repo):
+    # fluxcd/pkg kustomize scanManifests: "failed to decode Kubernetes YAML from <file>: missing kind in object".
+    (tiny_repo / "apps/demo/notes.yaml").write_text("just: data\n")
+    (tiny_repo / "clusters/t/demo.yaml").write_text(_kustomization("./apps/demo"))
+    state = render_cluster(make_settings(tiny_repo), "t", charts=False)
+    assert [str(f) for f in state.findings if f.severity == ERROR] == [
+        "clusters/t/demo.yaml: Kustomization flux-system/demo: spec.path: kustomize build apps/demo failed: failed to "
+        "decode Kubernetes YAML from apps/demo/notes.yaml: missing kind in object (Flux lists every YAML file of a "
+        "path without kustomization.yaml)"]
+
+
+@pytest.mark.parametrize("ignore", [True, False])
+def test_a_missing_component_is_left_out_only_with_ignore_missing_components(tiny_repo, ignore):
+    (tiny_repo / "clusters/t/demo.yaml").write_text(_kustomization(
+        "./apps/demo", components=["../no-such-component"], ignoreMissingComponents=ignore))
+    state = render_cluster(make_settings(tiny_repo), "t", charts=False)
+    errors = [f.field for f in state.findings if f.severity == ERROR]
+    built = sorted(r.name for r in state.resources if r.applied_by == "Kustomization flux-system/demo")
+    assert (errors, built) == (([], ["a", "b"]) if ignore else (["spec.components[0]"], []))
 
 
 def test_a_path_that_does_not_exist_names_the_kustomization_file(tiny_repo):

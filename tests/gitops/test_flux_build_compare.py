@@ -163,6 +163,16 @@ def test_sops_data_is_masked_on_both_sides_as_flux_build_prints_it():
     assert "sops:" not in flux_build.canonical([encrypted])
 
 
+def test_the_normalisation_keeps_a_number_and_a_string_apart():
+    # What flux build prints for an unquoted `replicas: ${n}` (sigs.k8s.io/yaml writes strings quoted when needed).
+    flux_text = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  replicas: 3\n  s: "3"\n  big: 1e+21\n'
+    as_flux = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+               "data": {"replicas": 3, "s": "3", "big": 1e21}}
+    assert flux_build.canonical_text(flux_text) == flux_build.canonical([as_flux])
+    as_string = {**as_flux, "data": {**as_flux["data"], "replicas": "3"}}
+    assert flux_build.canonical_text(flux_text) != flux_build.canonical([as_string])
+
+
 # --- render matches kustomize-controller's substitution (fluxcd/pkg kustomize.SubstituteVariables) ---------------
 
 def test_variable_values_lose_their_newlines_as_in_flux():

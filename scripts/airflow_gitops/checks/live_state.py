@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
-from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, SUBSTITUTION
+from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
 from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
@@ -208,13 +208,7 @@ def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool
 
 
 def _variable_names(text: str) -> list[str]:
-    names = []
-    for match in SUBSTITUTION.finditer(text):
-        if match.group(1):  # $$ escapes a literal dollar
-            continue
-        expression = match.group(2) if match.group(2) is not None else match.group(3)
-        names.append("${" + re.split(r"[:=\-]", expression, maxsplit=1)[0] + "}")
-    return list(dict.fromkeys(names))
+    return ["${" + name + "}" for name in referenced_variables(text)]
 
 
 def _variables_in_inputs(repo: Path, files: list[str]) -> list[str]:

@@ -81,6 +81,22 @@ class HealthCheckExpr:
 
 
 @dataclass(frozen=True)
+class CommonMetadata:
+    """spec.commonMetadata: labels and annotations set on every object the Kustomization applies."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: Any) -> CommonMetadata | None:
+        common = mapping(raw)
+        if not common:
+            return None
+        return cls({str(k): str(v) for k, v in mapping(common.get("labels")).items()},
+                   {str(k): str(v) for k, v in mapping(common.get("annotations")).items()})
+
+
+@dataclass(frozen=True)
 class Kustomization:
     resource: Resource
     name: str
@@ -91,6 +107,7 @@ class Kustomization:
     # "namespace/name" of each Kustomization it waits for.
     depends_on: list[str]
     post_build: PostBuild | None
+    common_metadata: CommonMetadata | None
     # Required by Flux; None when absent.
     interval: str | None
     # As written, else the interval, as api/v1 KustomizationSpec documents it (its GetTimeout then takes 30s off the
@@ -124,6 +141,7 @@ class Kustomization:
             resource=resource, name=resource.name, namespace=namespace, source_kind=source.get("kind"),
             source_name=source.get("name"), path=str(spec.get("path") or "./"), depends_on=depends_on,
             post_build=PostBuild.parse(spec.get("postBuild")),
+            common_metadata=CommonMetadata.parse(spec.get("commonMetadata")),
             interval=interval,
             timeout=string(spec.get("timeout")) or interval,
             wait=spec.get("wait") is True,

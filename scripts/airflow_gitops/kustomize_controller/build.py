@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops.krusty import has_kustomization, run_kustomize
-from airflow_gitops.model import load_yaml_all
+from airflow_gitops.model import RenderError, load_yaml_all, mapping
 from airflow_gitops.source import bounds
 
 
@@ -28,11 +28,19 @@ def generated_resources(path: Path) -> list[Path]:
 
 
 def _holds_objects(file: Path) -> bool:
+    """fluxcd/pkg kustomize scanManifests lists every .yaml/.yml file, and fails the whole build on one that
+    is not Kubernetes objects (kustomize's resource factory: a kind, and a name unless it is a List)."""
     try:
         docs = load_yaml_all(bounds.read_text(file, file.name), file.name)
     except yaml.YAMLError:
         return True  # let kustomize report the broken file with its own message
-    return bool(docs) and all(isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc for doc in docs)
+    for doc in docs:
+        if not isinstance(doc, dict) or not doc.get("kind"):
+            raise RenderError(f"failed to decode Kubernetes YAML from {file}: missing kind in object (Flux lists "
+                              "every YAML file of a path without kustomization.yaml)")
+        if not str(doc["kind"]).endswith("List") and not mapping(doc.get("metadata")).get("name"):
+            raise RenderError(f"failed to decode Kubernetes YAML from {file}: missing metadata.name in object")
+    return bool(docs)
 
 
 def build(path: Path, spec: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -58,8 +66,11 @@ def build(path: Path, spec: dict[str, Any] | None = None) -> list[dict[str, Any]
             # Flux's patch type has only these two fields: a `path` would make kustomize read a file.
             overlay["patches"] = [{k: v for k, v in patch.items() if k in ("patch", "target")}
                                   for patch in spec["patches"] if isinstance(patch, dict)]
-        if spec.get("components"):
-            overlay["components"] = [_relative(path / component, tmpdir) for component in spec["components"]]
+        # ignoreMissingComponents: Flux leaves out a component path that does not exist.
+        components = [c for c in spec.get("components") or []
+                      if spec.get("ignoreMissingComponents") is not True or (path / str(c)).exists()]
+        if components:
+            overlay["components"] = [_relative(path / component, tmpdir) for component in components]
         (tmpdir / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
         return run_kustomize(tmpdir)
 

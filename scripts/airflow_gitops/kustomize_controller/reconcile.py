@@ -139,6 +139,7 @@ def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomizat
         objects, findings = postbuild.substitute(objects, variables, lambda o: index.file_of(o, rel_path))
         state.findings.extend(findings)
         state.variables.update(variables)
+    postbuild.apply_common_metadata(objects, ks.common_metadata)
 
     added = [Resource(obj, index.file_of(obj, rel_path), ks.applier) for obj in objects]
     state.resources.extend(added)

@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.kustomize_controller import postbuild
+from airflow_gitops.kustomize_controller import postbuild, yamltext
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.api import kustomizations as flux_kustomizations
 from airflow_gitops.kustomize_controller.reconcile import BOOTSTRAP_SOURCE
-from airflow_gitops.model import ClusterState, Resource, load_yaml_all
+from airflow_gitops.model import ClusterState, Resource, mapping
 
 OWNER_NAME = "kustomize.toolkit.fluxcd.io/name"
 OWNER_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
@@ -96,6 +96,8 @@ def tool_objects(state: ClusterState, ks: FluxKustomization) -> list[dict[str, A
         obj = copy.deepcopy(resource.obj)
         labels = obj.setdefault("metadata", {}).setdefault("labels", {}) or {}
         labels[OWNER_NAME], labels[OWNER_NAMESPACE] = ks.name, ks.namespace
+        # flux build sets commonMetadata after the owner labels (internal/build Build), so it wins a tie.
+        labels.update(mapping(mapping(mapping(ks.obj.get("spec")).get("commonMetadata")).get("labels")))
         obj["metadata"]["labels"] = labels
         objects.append(obj)
     return objects
@@ -125,7 +127,9 @@ def canonical(objects: list[dict[str, Any]]) -> str:
 
 
 def canonical_text(text: str) -> str:
-    return canonical([doc for doc in load_yaml_all(text) if doc])
+    """Flux's output read with go-yaml v2's typing, as Kubernetes reads it: a number Flux's substitution made
+    stays a number, so that it differs from a string on the tool's side (PyYAML would misread `1e+21`)."""
+    return canonical([doc for doc in yamltext.from_yaml_all(text) if doc])
 
 
 def _mask_sops(obj: dict[str, Any]) -> dict[str, Any]:
