@@ -148,12 +148,33 @@ def run_in_order(task: Callable[..., Any], args_list: list[tuple]) -> Iterator[t
         return
     pool = _executor(size)
     futures = [pool.submit(_run_captured, task, args) for args in args_list]
-    for future in futures:
-        try:
-            chunks, result, error = future.result()
-        except BrokenProcessPool as error:
-            shutdown()
-            yield None, WorkerCrashed(f"a worker process stopped before it returned ({error})")
+    broken = False
+    for future, args in zip(futures, args_list, strict=True):
+        if broken and (not future.done() or future.exception() is not None):
+            outcome = _run_alone(task, args)
+        else:
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                # A worker that dies breaks every task still in the pool, not only its own. So each task without
+                # an answer runs again alone in a fresh process: only the one that dies again is reported.
+                shutdown()
+                broken = True
+                outcome = _run_alone(task, args)
+        if isinstance(outcome, WorkerCrashed):
+            yield None, outcome
             continue
+        chunks, result, error = outcome
         _replay(chunks)
         yield result, error
+
+
+def _run_alone(task: Callable[..., Any], args: tuple):
+    """One task in a pool of its own (the pool is shut down after); WorkerCrashed if its worker dies."""
+    pool = _executor(1)
+    try:
+        return pool.submit(_run_captured, task, args).result()
+    except BrokenProcessPool as error:
+        return WorkerCrashed(f"a worker process stopped before it returned ({error})")
+    finally:
+        shutdown()
