@@ -37,6 +37,6 @@ def run_kustomize(directory: Path, what: str = "kustomize build") -> list[dict[s
     if proc.returncode != 0:
         raise RenderError(proc.stderr.decode(errors="replace").strip().removeprefix("error: "))
     try:
-        return [doc for doc in load_yaml_all(proc.stdout.decode(errors="replace"), f"output of {what}") if doc]
+        return [doc for doc in load_yaml_all(proc.stdout.decode(errors="replace"), f"output of {what}", kubernetes=True) if doc]
     except yaml.YAMLError as error:
         raise RenderError(str(error)) from None

@@ -10,10 +10,10 @@ from typing import Any
 from airflow_gitops.source import bounds
 
 
-def load_yaml_all(text: str, source: str = "(YAML)") -> list[Any]:
+def load_yaml_all(text: str, source: str = "(YAML)", kubernetes: bool = False) -> list[Any]:
     """The one YAML loader (libyaml, bounded: depth, alias expansion, size, duplicate keys); `source` names
-    the input in its errors."""
-    return [doc for doc in bounds.load_all(text, source) if doc is not None]
+    the input in its errors. `kubernetes` for a kustomize or Helm output: typed as Flux and Kubernetes read it."""
+    return [doc for doc in bounds.load_all(text, source, kubernetes) if doc is not None]
 
 
 def load_yaml(text: str, source: str = "(YAML)") -> Any:

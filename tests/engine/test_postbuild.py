@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from airflow_gitops.kustomize_controller import envsubst, postbuild, yamltext
+from airflow_gitops import yamltext
+from airflow_gitops.kustomize_controller import envsubst, postbuild
 from airflow_gitops.kustomize_controller.api import CommonMetadata, Kustomization
 from airflow_gitops.model import Resource
 

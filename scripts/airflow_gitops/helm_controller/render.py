@@ -77,7 +77,7 @@ def render_chart(chart, release: ReleaseRender, cache: render_cache.RenderCache 
         if template.endswith("NOTES.txt") or not text.strip():
             continue
         try:
-            docs = load_yaml_all(text, template)
+            docs = load_yaml_all(text, template, kubernetes=True)
         except yaml.YAMLError as error:
             files = ", ".join(release.values_files) or hr.source_file
             raise RenderError(f"chart {chart.name} rendered YAML that is refused: {error}", files, hr.ref,

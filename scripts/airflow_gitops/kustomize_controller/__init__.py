@@ -1,2 +1,2 @@
 """kustomize-controller offline: each Flux Kustomization built (build.py), substituted (postbuild.py, over
-envsubst.py and yamltext.py) and applied in dependsOn order (reconcile.py)."""
+envsubst.py and ../yamltext.py) and applied in dependsOn order (reconcile.py)."""

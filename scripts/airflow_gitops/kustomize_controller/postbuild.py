@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.kustomize_controller import envsubst, yamltext
+from airflow_gitops import yamltext
+from airflow_gitops.kustomize_controller import envsubst
 from airflow_gitops.kustomize_controller.api import CommonMetadata, Kustomization
 from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, field_path, object_data, object_ref
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.kustomize_controller import postbuild, yamltext
+from airflow_gitops import yamltext
+from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.api import kustomizations as flux_kustomizations
 from airflow_gitops.kustomize_controller.reconcile import BOOTSTRAP_SOURCE

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from airflow_gitops import yamltext
+
 # Deepest document in the real inputs: the CRDs of Flux, CloudNativePG and External Secrets reach 31 levels.
 # 100 leaves a wide margin and keeps every recursive step downstream (values merge, deepcopy, YAML dump,
 # jsonschema: up to ~6 Python frames a level) far below Python's 1000-frame limit; libyaml's C composer
@@ -44,8 +46,8 @@ class DuplicateKeyError(yaml.MarkedYAMLError):
     """A mapping key given twice: kubectl and kustomize (yaml.v3) refuse it; PyYAML would keep the last silently."""
 
 
-class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's parser and composer (speed), with duplicate mapping keys refused as kube tools do."""
+class _RefuseDuplicateKeys:
+    """Duplicate mapping keys refused, as kube tools do, on top of a PyYAML loader."""
 
     def construct_mapping(self, node, deep=False):
         # flatten_mapping deletes merge keys from this very list, then puts merged entries in a new one.
@@ -54,6 +56,15 @@ class _BoundedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ig
         if node.value is not own or len(mapping) < len(own):
             _refuse_duplicates(own)
         return mapping
+
+
+class _BoundedLoader(_RefuseDuplicateKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's parser and composer (speed), with duplicate mapping keys refused."""
+
+
+class _BoundedKubernetesLoader(_RefuseDuplicateKeys, yamltext.GoYamlV2Loader):
+    """The same, with go-yaml v2's resolution of plain scalars: kustomize's and Helm's output as Flux and
+    Kubernetes read it (yamltext.py)."""
 
 
 def _refuse_duplicates(pairs) -> None:
@@ -139,19 +150,25 @@ def _check_expansion(doc: Any, source: str) -> None:
         sizes[id(node)] = (count, depth)
 
 
-def load_all(text: str, source: str = "(YAML)") -> list[Any]:
-    """Every document of a YAML stream, within the bounds; `source` names the input in every error."""
+def load_all(text: str, source: str = "(YAML)", kubernetes: bool = False) -> list[Any]:
+    """Every document of a YAML stream, within the bounds; `source` names the input in every error. With
+    `kubernetes`, typed as Flux and Kubernetes read a kustomize or Helm output (yamltext.kubernetes_objects)."""
     if len(text) > MAX_FILE_BYTES:
         raise YamlBoundError(f"{source}: {len(text):,} characters, over the {MAX_FILE_BYTES:,} bound")
     documents = len(_DOCUMENT_START.findall(text)) + 1
     if documents > MAX_DOCUMENTS:
         raise YamlBoundError(f"{source}: {documents:,} YAML documents, over the {MAX_DOCUMENTS:,} bound")
     _check_depth(text, source)
-    docs = list(yaml.load_all(text, Loader=_BoundedLoader))
+    docs = list(yaml.load_all(text, Loader=_BoundedKubernetesLoader if kubernetes else _BoundedLoader))
     if _ALIAS.search(text) and _ANCHOR.search(text):
         for doc in docs:
             if isinstance(doc, (dict, list)):
                 _check_expansion(doc, source)
+    if kubernetes:
+        try:
+            return yamltext.kubernetes_objects(docs)
+        except yamltext.UnsupportedValue as error:
+            raise yaml.YAMLError(f"{source}: {error}") from None
     return docs
 
 

@@ -1,5 +1,13 @@
-"""An object as YAML text and back, the way kustomize-controller's post-build step does it around envsubst
-(fluxcd/pkg kustomize v1.35 kustomize_varsub.go, SubstituteVariables):
+"""YAML as Flux and Kubernetes' Go clients write and read it (sigs.k8s.io/yaml over go-yaml v2), which is not
+how PyYAML reads it: go-yaml v2 reads `1e3` as a float and a date as a string, where PyYAML reads a string and a
+date. Used in two places:
+
+- Every kustomize and Helm output the tool reads (`kubernetes_objects`): kustomize-controller reads its build with
+  fluxcd/pkg ssa ReadObjects and helm-controller its render with the kube client's Builder; both go through
+  sigs.k8s.io/yaml YAMLToJSON (go-yaml v2's resolution, map keys made strings), then JSON, where a whole float
+  becomes an integer.
+- kustomize-controller's post-build step, around envsubst (fluxcd/pkg kustomize v1.35 kustomize_varsub.go,
+  SubstituteVariables):
 
 1. `res.AsYAML()`: the object as JSON, then sigs.k8s.io/yaml JSONToYAML, i.e. go-yaml v2's Marshal
    (go.yaml.in/yaml/v2 v2.4.4 encode.go `stringv`): a string is plain when go-yaml v2 would read it back as a
@@ -214,7 +222,7 @@ def to_yaml(obj: Any) -> str:
 
 # --- step 3 and 4: YAMLToJSON, then the float64 round trip -------------------------------------------------------
 
-class _GoYamlV2Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class GoYamlV2Loader(_BaseLoader):  # type: ignore[misc,valid-type]
     """PyYAML's libyaml parser (go-yaml v2 is a port of libyaml: same grammar, same errors) with go-yaml v2's
     resolution of plain scalars."""
 
@@ -237,8 +245,8 @@ class _GoYamlV2PythonLoader(yaml.SafeLoader):
     """The same reading in pure Python, for the one thing libyaml's composer refuses and go-yaml v2 accepts: an
     anchor defined twice (the later one wins)."""
 
-    resolve = _GoYamlV2Loader.resolve
-    construct_undefined = _GoYamlV2Loader.construct_undefined
+    resolve = GoYamlV2Loader.resolve
+    construct_undefined = GoYamlV2Loader.construct_undefined
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -247,11 +255,11 @@ class _GoYamlV2PythonLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _construct(loader: _GoYamlV2Loader, node: yaml.ScalarNode) -> Any:
+def _construct(loader: GoYamlV2Loader, node: yaml.ScalarNode) -> Any:
     return resolve(node.value)[1]
 
 
-for _loader in (_GoYamlV2Loader, _GoYamlV2PythonLoader):
+for _loader in (GoYamlV2Loader, _GoYamlV2PythonLoader):
     for _kind in (_BOOL, _NULL, _INT, _FLOAT):
         _loader.add_constructor(f"tag:go-yaml-v2:{_kind}", _construct)
     for _kind in (_STR, _TIMESTAMP):
@@ -270,7 +278,7 @@ def from_yaml(text: str) -> Any:
     UnsupportedValue on what JSON cannot hold."""
     _require_utf8(text)
     try:
-        document = _first_document(_GoYamlV2Loader, text)
+        document = _first_document(GoYamlV2Loader, text)
     except yaml.composer.ComposerError as error:
         if "found duplicate anchor" not in str(error):
             raise
@@ -281,7 +289,7 @@ def from_yaml(text: str) -> Any:
 def from_yaml_all(text: str) -> list[Any]:
     """Every document of a stream as Kubernetes reads what `flux build` prints (ssautil.ReadObjects: YAMLToJSON
     per document), numbers as they go to the API server."""
-    loader = _GoYamlV2Loader(text)
+    loader = GoYamlV2Loader(text)
     try:
         documents = []
         while loader.check_data():
@@ -308,17 +316,27 @@ def _first_document(loader_class: type, text: str) -> Any:
         loader.dispose()
 
 
-def _jsonable(value: Any) -> Any:
+def kubernetes_objects(documents: list[Any]) -> list[Any]:
+    """Documents that a YAML loader with go-yaml v2's resolution read (the bounded loader's Kubernetes mode), as
+    YAMLToJSON and apimachinery's JSON leave them: string keys, a whole float as an integer (1.0 is 1), an
+    integer exact. UnsupportedValue on what JSON cannot hold."""
+    return [_jsonable(document, exact_integers=True) for document in documents]
+
+
+def _jsonable(value: Any, exact_integers: bool = False) -> Any:
     if isinstance(value, dict):
         result = {}
         for key, item in value.items():
             if key is None or isinstance(key, (dict, list, tuple)):
                 raise UnsupportedValue(f"unsupported map key of type: {_go_type(key)}, key: {key!r}")
-            result[key if isinstance(key, str) else _string_key(key)] = _jsonable(item)
+            result[key if isinstance(key, str) else _string_key(key)] = _jsonable(item, exact_integers)
         return result
     if isinstance(value, list):
-        return [_jsonable(item) for item in value]
+        return [_jsonable(item, exact_integers) for item in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if exact_integers and isinstance(value, int):
+        # apimachinery's JSON reads a number without a fraction as an int64, exactly.
         return value
     if isinstance(value, (int, float)):
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
