@@ -8,7 +8,8 @@ reused from render to render (it keeps its charts loaded): the parent waits for 
 and kills the child past it, and the kernel stops the child at the memory cap. The next render starts a new child.
 
 - The child is a fresh interpreter (exec, never a bare fork): the parent may already run the Go runtime (the chart
-  cache loads charts in-process), and Go does not survive fork. It imports only the standard library and the SDK.
+  cache loads charts in-process), and Go does not survive fork. It runs render_child.py, which imports little more
+  than the SDK.
 - When a release's local chart (--chart) has no render in the render cache, `start()` is called before the parent
   loads the charts, so the child's start (an interpreter, the SDK and the chart, ~60 ms of CPU) overlaps the
   parent's own SDK import and chart load; otherwise the first render starts it, and a run whose renders all come
@@ -25,34 +26,27 @@ and kills the child past it, and the kernel stops the child at the memory cap. T
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import re
 import resource
 import select
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-_HEADER = struct.Struct("!Q")
-# The child exits with this when Python itself (not Go) runs out of memory.
-_PYTHON_OUT_OF_MEMORY = 3
+from airflow_gitops.helm_controller import render_child
+
 # What the Go runtime prints when the kernel refuses it memory: "runtime: out of memory: cannot allocate N-byte
 # block", "out of memory allocating heap arena metadata", "runtime: cannot allocate memory" (persistentalloc), and
 # cgo's "pthread_create failed" when a thread's stack cannot be mapped.
 _GO_OUT_OF_MEMORY = re.compile(rb"out of memory|cannot allocate memory|pthread_create failed")
-# The child's stderr (Go's crash report) is a file of at most this size: SIGXFSZ ends a longer one.
-_MAX_CHILD_STDERR_BYTES = 1024 * 1024
 # Larger limits (accepted, as "no limit" in practice) are clamped to what select() and setrlimit() take.
 _MAX_LIMIT = 2**62
 _MAX_LIMIT_S = 10**7
-# The request carries the composed values: bounded by the YAML loader, far below this.
-_MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,7 +106,7 @@ class Renderer:
             # -I -S: no PYTHON* variables, user site or .pth files; the child imports the SDK from this process's
             # sys.path, so it renders with the very library the parent loaded.
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", __file__, json.dumps(sys.path), str(requests_read), str(answers_write),
+                [sys.executable, "-I", "-S", render_child.__file__, json.dumps(sys.path), str(requests_read), str(answers_write),
                  json.dumps([os.path.abspath(chart) for chart in charts or []])],
                 stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
                 pass_fds=(requests_read, answers_write), cwd="/", close_fds=True)
@@ -133,7 +127,7 @@ class Renderer:
             self.start()
             try:
                 self._set_memory_cap(limits.memory_bytes)
-                _send(self._requests, request)
+                render_child.send(self._requests, request)
                 break
             except (BrokenPipeError, ProcessLookupError):
                 # The idle child is gone (killed from outside): once more with a new one.
@@ -144,7 +138,10 @@ class Renderer:
             if not select.select([self._answers], [], [], min(limits.timeout_s, _MAX_LIMIT_S))[0]:
                 self.stop()
                 raise RenderLimitExceeded("time", f"the render took over {limits.timeout_s:g} s and was stopped")
-            answer = _receive(self._answers, limits.max_output_bytes + 65536)
+            answer = render_child.receive(self._answers, limits.max_output_bytes + 65536)
+        except render_child.OversizedMessage as oversized:
+            self.stop()
+            raise RenderCrashed(f"the render process sent {oversized}") from None
         except BaseException:
             self.stop()  # an interrupt or a broken answer: never leave a child mid-render behind
             raise
@@ -183,9 +180,9 @@ class Renderer:
         assert self._proc is not None and self._stderr is not None
         code = self._proc.wait()
         self._stderr.seek(0)
-        report = self._stderr.read(_MAX_CHILD_STDERR_BYTES)
+        report = self._stderr.read(render_child.MAX_STDERR_BYTES)
         self.stop()
-        if code == _PYTHON_OUT_OF_MEMORY or _GO_OUT_OF_MEMORY.search(report):
+        if code == render_child.PYTHON_OUT_OF_MEMORY or _GO_OUT_OF_MEMORY.search(report):
             return RenderLimitExceeded(
                 "memory", f"the render needed more than its {limits.memory_bytes // (1024 * 1024):,} MiB memory "
                           "cap and was stopped")
@@ -206,85 +203,3 @@ RENDERER = Renderer()
 def _stop_at_exit() -> None:
     if RENDERER._owner == os.getpid():
         RENDERER.stop()
-
-
-# --- framing -----------------------------------------------------------------------------------------------------
-
-
-def _send(fd: int, payload: bytes) -> None:
-    data = memoryview(_HEADER.pack(len(payload)) + payload)
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    parts, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _receive(fd: int, max_bytes: int) -> bytes | None:
-    """One message, or None when the other side is gone."""
-    header = _read_exactly(fd, _HEADER.size)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > max_bytes:
-        raise RenderCrashed(f"the render process sent {size:,} bytes, over the {max_bytes:,}-byte bound")
-    return _read_exactly(fd, size)
-
-
-# --- the child side ----------------------------------------------------------------------------------------------
-
-
-def _serve(requests: int, answers: int, preload: list[str]) -> None:
-    # A parent that dies mid-render takes the child with it (Linux); an idle child sees the pipe close and exits.
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:
-            return
-    except (OSError, AttributeError):
-        pass
-    # No core file (it would land in a directory of the user's), and a bounded crash report.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (_MAX_CHILD_STDERR_BYTES, _MAX_CHILD_STDERR_BYTES))
-    import helm_python
-
-    # path -> (digest, chart); a preloaded chart's digest is the first request's (they are milliseconds apart).
-    charts: dict[str, tuple[str | None, helm_python.Chart]] = {}
-    for path in preload:
-        with contextlib.suppress(helm_python.HelmError):  # loaded again, and reported, when a render asks for it
-            charts[path] = (None, helm_python.Chart.load(path))
-    while True:
-        message = _receive(requests, _MAX_REQUEST_BYTES)
-        if message is None:
-            return
-        request = json.loads(message)
-        try:
-            path, digest = request["chart"], request["digest"]
-            loaded_digest, chart = charts.get(path, ("", None))
-            if chart is None or loaded_digest not in (None, digest):
-                chart = helm_python.Chart.load(path)
-            charts[path] = (digest, chart)
-            manifests = chart.render(request["values"], name=request["name"], namespace=request["namespace"],
-                                     is_install=True)
-            reply = json.dumps({"manifests": manifests}, ensure_ascii=False).encode()
-            if len(reply) > request["max_output_bytes"]:
-                reply = json.dumps({"over_output": len(reply)}).encode()
-            _send(answers, reply)
-        except helm_python.HelmError as error:
-            _send(answers, json.dumps({"refused": str(error)}).encode())
-        except MemoryError:
-            os._exit(_PYTHON_OUT_OF_MEMORY)
-
-
-if __name__ == "__main__":
-    sys.path[:] = json.loads(sys.argv[1])
-    _serve(int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4]))
