@@ -144,6 +144,23 @@ def test_the_limits_come_from_the_environment_too(ws):
     ws.assert_contained(outcome, 1, "the render took over 1.5 s and was stopped")
 
 
+def test_an_option_beats_the_environment_which_beats_the_default(monkeypatch):
+    from argparse import Namespace
+
+    from airflow_gitops.settings import DEFAULT_RENDER_MEMORY_MIB, DEFAULT_RENDER_TIMEOUT_S, Settings
+
+    monkeypatch.delenv(RENDER_TIMEOUT_ENV, raising=False)
+    monkeypatch.delenv(RENDER_MEMORY_ENV, raising=False)
+    default = Settings.from_args(Namespace(repo=str(REPO)))
+    assert (default.render_timeout_s, default.render_memory_mib) == (DEFAULT_RENDER_TIMEOUT_S, DEFAULT_RENDER_MEMORY_MIB)
+    monkeypatch.setenv(RENDER_TIMEOUT_ENV, "5")
+    monkeypatch.setenv(RENDER_MEMORY_ENV, "300")
+    by_env = Settings.from_args(Namespace(repo=str(REPO)))
+    assert (by_env.render_timeout_s, by_env.render_memory_mib) == (5.0, 300)
+    by_option = Settings.from_args(Namespace(repo=str(REPO), render_timeout="7.5", render_memory="400"))
+    assert (by_option.render_timeout_s, by_option.render_memory_mib) == (7.5, 400)
+
+
 def test_a_bad_limit_is_a_usage_error(ws):
     outcome = ws.run("render", "kind", "--render-memory", "lots")
     ws.assert_contained(outcome, 2, "--render-memory: expected a positive number of MiB, a whole number, got 'lots'")

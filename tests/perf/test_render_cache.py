@@ -147,3 +147,12 @@ def test_only_a_hex_digest_names_an_entry(tmp_path, key):
     with pytest.raises(ValueError, match="SHA-256"):
         cache.put(key, {})
     assert not (tmp_path / "renders").exists()
+
+
+def test_a_run_whose_renders_all_come_from_the_cache_starts_no_render_process(tmp_path):
+    _objects(_settings(tmp_path))
+    render_process.RENDERER.stop()
+    _objects(_settings(tmp_path))
+    assert render_process.RENDERER._proc is None
+    _objects(_settings(tmp_path, enabled=False))
+    assert render_process.RENDERER._proc is not None

@@ -48,10 +48,10 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
                 composed.append((compose(state, index, resource), None))
             except RenderError as error:
                 composed.append((None, error))
-    to_render = [chart for release, _ in composed if release and (chart := _local_chart_to_render(settings, release,
-                                                                                                   cache))]
-    if to_render:
-        render_process.RENDERER.start(to_render)  # starts while this process loads the charts below
+    local_charts = [_local_chart_to_render(settings, release, cache) for release, _ in composed if release]
+    if any(local_charts):
+        # Started now, it starts while this process loads the charts below.
+        render_process.RENDERER.start([chart for chart in local_charts if chart])
     for release, error in composed:
         if release is None:
             state.findings.append(error.as_finding("values"))
