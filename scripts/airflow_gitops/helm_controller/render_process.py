@@ -40,9 +40,9 @@ from pathlib import Path
 
 from airflow_gitops.helm_controller import render_child
 
-# What the Go runtime prints when the kernel refuses it memory: "runtime: out of memory: cannot allocate N-byte
-# block", "out of memory allocating heap arena metadata", "runtime: cannot allocate memory" (persistentalloc), and
-# cgo's "pthread_create failed" when a thread's stack cannot be mapped.
+# What the Go runtime printed here when the kernel refused it memory: "runtime: out of memory", "out of memory
+# allocating heap arena metadata", "runtime: cannot allocate memory"; and cgo's "pthread_create failed" (not seen,
+# but a new thread's stack counts against the cap too).
 _GO_OUT_OF_MEMORY = re.compile(rb"out of memory|cannot allocate memory|pthread_create failed")
 # Larger limits (accepted, as "no limit" in practice) are clamped to what select() and setrlimit() take.
 _MAX_LIMIT = 2**62
@@ -70,9 +70,6 @@ class RenderRefused(Exception):
 
 class RenderCrashed(Exception):
     """The render process ended without an answer, for a reason other than a limit."""
-
-
-# --- the parent side ---------------------------------------------------------------------------------------------
 
 
 class Renderer:
