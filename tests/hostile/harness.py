@@ -82,9 +82,12 @@ class Workspace:
             seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
         return seen
 
-    def run(self, *args: str, memory_mb: int = MEMORY_LIMIT_MB, timeout: int = TIMEOUT_S) -> Outcome:
-        """`airflow-gitops ARGS` in the repository copy, under `ulimit -v` and a timeout."""
+    def run(self, *args: str, memory_mb: int = MEMORY_LIMIT_MB, timeout: int = TIMEOUT_S,
+            env: dict[str, str] | None = None) -> Outcome:
+        """`airflow-gitops ARGS` in the repository copy, under `ulimit -v` and a timeout; `env` adds variables."""
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if k not in ("AIRFLOW_GITOPS_CHARTS", "AIRFLOW_GITOPS_DEBUG")}
+        env.update(extra)
         env["PYTHONPATH"] = str(REPO / "scripts")
         env["AIRFLOW_GITOPS_CACHE"] = str(self.cache)
         if schemas_dir():

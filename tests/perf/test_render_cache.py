@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import helm_python
 import pytest
-from airflow_gitops.helm_controller import render_cache
+from airflow_gitops.helm_controller import render_cache, render_process
 from airflow_gitops.helm_controller.chart import ChartCache
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import RENDER_CACHE_ENV, Settings
@@ -72,7 +71,8 @@ def _sdk_refuses_to_render(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("rendered although the cache holds this render")
 
-    monkeypatch.setattr(helm_python.Chart, "render", refuse)
+    # Every Helm SDK render goes through the render process (render_process.Renderer.render).
+    monkeypatch.setattr(render_process.Renderer, "render", refuse)
 
 
 def test_an_unchanged_release_comes_from_the_cache(tmp_path, monkeypatch):
@@ -147,3 +147,12 @@ def test_only_a_hex_digest_names_an_entry(tmp_path, key):
     with pytest.raises(ValueError, match="SHA-256"):
         cache.put(key, {})
     assert not (tmp_path / "renders").exists()
+
+
+def test_a_run_whose_renders_all_come_from_the_cache_starts_no_render_process(tmp_path):
+    _objects(_settings(tmp_path))
+    render_process.RENDERER.stop()
+    _objects(_settings(tmp_path))
+    assert render_process.RENDERER._proc is None
+    _objects(_settings(tmp_path, enabled=False))
+    assert render_process.RENDERER._proc is not None

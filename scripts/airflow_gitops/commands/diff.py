@@ -54,8 +54,9 @@ def configure(parser) -> None:
     parser.add_argument("--base", required=True, help="git ref to compare the working tree with, e.g. origin/main")
 
 
-# Findings that mean the input was refused: the diff of such a tree would hide what it tried.
-REFUSED = ("containment", "yaml")
+# Findings that mean the input was refused: the diff of such a tree would hide what it tried (a render stopped at its
+# time limit or memory cap would show its objects as removed).
+REFUSED = ("containment", "yaml", "render-bounds")
 
 
 def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | None = None,

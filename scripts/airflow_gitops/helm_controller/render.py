@@ -8,13 +8,14 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.helm_controller import render_cache
+from airflow_gitops.helm_controller import render_cache, render_process
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
 from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, load_yaml_all
-from airflow_gitops.settings import Settings
+from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
+from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
 
 CLUSTER_SCOPED = {
@@ -23,17 +24,39 @@ CLUSTER_SCOPED = {
     "SecurityContextConstraints", "IngressClass", "RuntimeClass", "CSIDriver",
 }
 
+# How to raise a limit, for the finding that reports it; the output bound is fixed, as kustomize's is.
+_RAISE = {
+    "time": "a loop in a template, or in a value the chart runs through `tpl`? If the chart really needs longer: "
+            f"--render-timeout SECONDS or {RENDER_TIMEOUT_ENV}",
+    "memory": "a template, or a value the chart runs through `tpl`, that grows without end? If the chart really needs "
+              f"more: --render-memory MIB or {RENDER_MEMORY_ENV}",
+    "output": "",
+}
+
+
+class RenderLimitError(RenderError):
+    """A render stopped at one of its bounds (time, memory, output): input the tool refuses, as over a YAML bound."""
+
+
 def render_releases(settings: Settings, index: SourceIndex, state: ClusterState, charts: ChartCache) -> list[ReleaseRender]:
     releases = []
     cache = render_cache.RenderCache(settings.cache_dir / "renders") if settings.render_cache else None
-    for resource in list(state.resources):
-        if not HelmRelease.is_helmrelease(resource):
-            continue
-        try:
-            release = compose(state, index, resource)
-        except RenderError as error:
+    composed: list[tuple[ReleaseRender | None, RenderError | None]] = []
+    for resource in state.resources:
+        if HelmRelease.is_helmrelease(resource):
+            try:
+                composed.append((compose(state, index, resource), None))
+            except RenderError as error:
+                composed.append((None, error))
+    local_charts = [_local_chart_to_render(settings, release, cache) for release, _ in composed if release]
+    if any(local_charts):
+        # Started now, it starts while this process loads the charts below.
+        render_process.RENDERER.start([chart for chart in local_charts if chart])
+    for release, error in composed:
+        if release is None:
             state.findings.append(error.as_finding("values"))
             continue
+        resource = release.helmrelease
         try:
             chart = charts.load(settings, state, resource)
         except ChartUnavailable as reason:
@@ -42,36 +65,51 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
             continue
         release.chart_values_keys = set(chart.values)
         release.chart_schema = chart.schema or None
+        chart_path = next(path for path, loaded in charts.loaded.items() if loaded is chart)
         try:
-            release.objects = render_chart(chart, release, cache, charts.digests.get(id(chart)))
+            release.objects = render_chart(chart, chart_path, release, render_limits(settings), cache,
+                                           charts.digests.get(id(chart)))
+        except RenderLimitError as error:
+            state.findings.append(error.as_finding("render-bounds"))
         except RenderError as error:
             state.findings.append(error.as_finding("chart"))
         releases.append(release)
     return releases
 
 
-def render_chart(chart, release: ReleaseRender, cache: render_cache.RenderCache | None = None,
-                 chart_digest: str | None = None) -> list[Resource]:
-    """The chart's objects for the release; the SDK's output comes from `cache` when the same chart (by
-    `chart_digest`), values and identity were rendered before, and goes into it otherwise."""
-    import helm_python
+def _local_chart_to_render(settings: Settings, release: ReleaseRender,
+                           cache: render_cache.RenderCache | None) -> Path | None:
+    """The release's chart when it is a local one (--chart) and the render cache holds no render of it: the render
+    process then starts at once, loading it. A chart from the cache folder or a repository starts it when needed."""
+    chart = HelmRelease.parse(release.helmrelease).chart
+    local = settings.local_charts.get(chart.chart) if chart else None
+    if local is None or cache is not None and cache.holds(render_cache.render_key(
+            render_cache.chart_digest(local), release.values, release.release_name, release.namespace,
+            render_cache.sdk_identity())):
+        return None
+    return local
 
+
+def render_limits(settings: Settings) -> render_process.RenderLimits:
+    return render_process.RenderLimits(settings.render_timeout_s, settings.render_memory_mib * 1024 * 1024,
+                                       bounds.MAX_OUTPUT_BYTES)
+
+
+def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render_process.RenderLimits,
+                 cache: render_cache.RenderCache | None = None, chart_digest: str | None = None) -> list[Resource]:
+    """The chart's objects for the release, rendered by the Helm SDK in the render process within `limits`; the
+    SDK's output comes from `cache` when the same chart (by `chart_digest`), values and identity were rendered
+    before, and goes into it otherwise."""
     hr = release.helmrelease
     key = None
     if cache is not None and chart_digest:
         key = render_cache.render_key(chart_digest, release.values, release.release_name, release.namespace,
                                       render_cache.sdk_identity())
     manifests = cache.get(key) if key else None
-    try:
-        if manifests is None:
-            manifests = chart.render(release.values, name=release.release_name, namespace=release.namespace,
-                                     is_install=True)
-            if key:
-                cache.put(key, manifests)
-    except helm_python.HelmError as error:
-        files = ", ".join(release.values_files) or hr.source_file
-        raise RenderError(f"chart {chart.name} {chart.version} refused the values: {str(error).strip()}",
-                          files, hr.ref, "spec.valuesFrom") from error
+    if manifests is None:
+        manifests = _render(chart, chart_path, chart_digest or render_cache.chart_digest(chart_path), release, limits)
+        if key:
+            cache.put(key, manifests)
     objects: list[Resource] = []
     for template, text in sorted(manifests.items()):
         if template.endswith("NOTES.txt") or not text.strip():
@@ -93,6 +131,38 @@ def render_chart(chart, release: ReleaseRender, cache: render_cache.RenderCache 
     if patches:
         objects = _post_render(objects, patches, hr)
     return objects
+
+
+def _render(chart, chart_path: Path, chart_digest: str, release: ReleaseRender,
+            limits: render_process.RenderLimits) -> dict[str, str]:
+    hr = release.helmrelease
+    try:
+        return render_process.RENDERER.render(chart_path, chart_digest, release.values, release.release_name,
+                                              release.namespace, limits)
+    except render_process.RenderRefused as error:
+        files = ", ".join(release.values_files) or hr.source_file
+        raise RenderError(f"chart {chart.name} {chart.version} refused the values: {str(error).strip()}",
+                          files, hr.ref, "spec.valuesFrom") from None
+    except render_process.RenderLimitExceeded as stopped:
+        files, fields = _values_sources(release)
+        advice = _RAISE[stopped.limit]
+        raise RenderLimitError(f"chart {chart.name} {chart.version}: {stopped}" + (f" ({advice})" if advice else ""),
+                               files, hr.ref, fields) from None
+    except render_process.RenderCrashed as crashed:
+        files, fields = _values_sources(release)
+        raise RenderError(f"chart {chart.name} {chart.version}: {crashed}", files, hr.ref, fields) from None
+
+
+def _values_sources(release: ReleaseRender) -> tuple[str, str]:
+    """The files and fields the release's values come from: what a finding about a runaway render points at."""
+    hr = release.helmrelease
+    parsed = HelmRelease.parse(hr)
+    files = list(release.values_files)
+    fields = ["spec.valuesFrom"] if parsed.values_from else []
+    if parsed.values:
+        files.append(hr.source_file)
+        fields.append("spec.values")
+    return ", ".join(dict.fromkeys(files)) or hr.source_file, ", ".join(fields) or "spec.chart"
 
 
 def post_render_patches(hr: Resource) -> list[dict[str, Any]]:

@@ -79,6 +79,10 @@ class RenderCache:
             raise ValueError(f"render cache key must be a SHA-256 hex digest, got {key!r}")
         return self.folder / key[:2] / f"{key}.json"
 
+    def holds(self, key: str) -> bool:
+        """Whether an entry for `key` exists (unchecked: `get` checks it)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> dict[str, str] | None:
         """The cached render, or None when absent or not sound (a bad entry is removed)."""
         path = self._path(key)
