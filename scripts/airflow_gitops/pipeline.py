@@ -4,7 +4,7 @@ post-build, dependsOn order), then helm-controller (values, chart, render) on th
 from __future__ import annotations
 
 from airflow_gitops.helm_controller import chart
-from airflow_gitops.helm_controller.render import render_releases
+from airflow_gitops.helm_controller.render import prefetch_releases, render_releases
 from airflow_gitops.kustomize_controller.reconcile import apply_kustomizations
 from airflow_gitops.model import ClusterState
 from airflow_gitops.settings import Settings
@@ -22,7 +22,13 @@ def render_cluster(settings: Settings, cluster: str, charts: bool = True, index:
     index = index or SourceIndex(repo)
     state = ClusterState(cluster)
     state.findings.extend(index.yaml_errors)
-    apply_kustomizations(settings, index, state, index.sandbox())
+    charts_cache = chart_cache or chart.PROCESS
+
+    def prefetch(scratch: ClusterState, added: list) -> None:
+        # helm-controller starts on a HelmRelease while kustomize-controller still builds what it depends on.
+        prefetch_releases(settings, index, scratch, added, charts_cache)
+
+    apply_kustomizations(settings, index, state, index.sandbox(), prefetch if charts else None)
     if charts:
-        state.releases = render_releases(settings, index, state, chart_cache or chart.PROCESS)
+        state.releases = render_releases(settings, index, state, charts_cache)
     return state

@@ -77,6 +77,32 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
     return releases
 
 
+def prefetch_releases(settings: Settings, index: SourceIndex, scratch: ClusterState, added: list[Resource],
+                      charts: ChartCache) -> None:
+    """Start rendering, in the render process, a HelmRelease that a Kustomization applies as soon as that
+    Kustomization's build is done, while the Kustomizations it depends on still build (`scratch`: the state with it
+    applied out of order, kustomize_controller.reconcile). The render process answers `render_chart` from it only
+    for the very same request (chart digest, values, release name and namespace), so a wrong guess costs time,
+    never a wrong render. The first release that needs a render is sent; the render process takes one at a time."""
+    cache = render_cache.RenderCache(settings.cache_dir / "renders") if settings.render_cache else None
+    for resource in added:
+        if not HelmRelease.is_helmrelease(resource):
+            continue
+        try:
+            release = compose(scratch, index, resource)
+            chart = charts.load(settings, scratch, resource)
+        except (RenderError, ChartUnavailable):
+            continue
+        digest = charts.digests.get(id(chart))
+        if not digest or cache is not None and cache.holds(render_cache.render_key(
+                digest, release.values, release.release_name, release.namespace, render_cache.sdk_identity())):
+            continue
+        chart_path = next(path for path, loaded in charts.loaded.items() if loaded is chart)
+        render_process.RENDERER.prefetch(chart_path, digest, release.values, release.release_name,
+                                         release.namespace, render_limits(settings))
+        return
+
+
 def _local_chart_to_render(settings: Settings, release: ReleaseRender,
                            cache: render_cache.RenderCache | None) -> Path | None:
     """The release's chart when it is a local one (--chart) and the render cache holds no render of it: the render

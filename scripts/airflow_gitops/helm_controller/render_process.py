@@ -26,6 +26,7 @@ and kills the child past it, and the kernel stops the child at the memory cap. T
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,8 @@ class Renderer:
         self._requests = self._answers = -1
         self._stderr = None
         self._owner = 0
+        # A render asked for ahead of need (prefetch): the request as sent, and its deadline.
+        self._pending: tuple[bytes, float] | None = None
 
     def start(self, charts: list[Path] | None = None) -> None:
         """Start the child now, if none runs, so it is ready (`charts` loaded) when the first render needs it."""
@@ -115,24 +119,51 @@ class Renderer:
     def render(self, chart_path: Path, chart_digest: str, values: dict, name: str, namespace: str,
                limits: RenderLimits) -> dict[str, str]:
         """The chart's manifests (template path -> text), as `helm_python.Chart.render(is_install=True)` gives them.
-        The child keeps each chart loaded while its `chart_digest` (render_cache.chart_digest) stays the same."""
-        # Encoded here, as the SDK would: values that are not JSON fail in this process, as they did in-process.
-        request = json.dumps({"chart": os.path.abspath(chart_path), "digest": chart_digest, "values": values,
-                              "name": name, "namespace": namespace,
-                              "max_output_bytes": limits.max_output_bytes}).encode()
+        The child keeps each chart loaded while its `chart_digest` (render_cache.chart_digest) stays the same.
+        A render asked for ahead (`prefetch`) with the very same request is not rendered again."""
+        request = _request(chart_path, chart_digest, values, name, namespace, limits)
+        pending, self._pending = self._pending, None
+        if pending is not None and self._owner == os.getpid():
+            sent, deadline = pending
+            if sent == request:
+                return self._answer(limits, deadline)
+            # The child answers in order, the guess's answer first. A wrong guess's failure is nobody's finding;
+            # the child is started again below if it was stopped.
+            with contextlib.suppress(RenderLimitExceeded, RenderRefused, RenderCrashed):
+                self._answer(limits, deadline)
+        self._send(request, limits)
+        return self._answer(limits, time.monotonic() + limits.timeout_s)
+
+    def prefetch(self, chart_path: Path, chart_digest: str, values: dict, name: str, namespace: str,
+                 limits: RenderLimits) -> None:
+        """Send a render the caller expects to ask for soon, and return at once; `render` with the same arguments
+        then takes its answer. One at a time: a second guess while one is out is dropped."""
+        if self._pending is not None and self._owner == os.getpid():
+            return
+        request = _request(chart_path, chart_digest, values, name, namespace, limits)
+        try:
+            self._send(request, limits)
+        except RenderCrashed:
+            return  # render() starts a child of its own when the time comes
+        self._pending = (request, time.monotonic() + limits.timeout_s)
+
+    def _send(self, request: bytes, limits: RenderLimits) -> None:
         for attempt in (1, 2):
             self.start()
             try:
                 self._set_memory_cap(limits.memory_bytes)
                 render_child.send(self._requests, request)
-                break
+                return
             except (BrokenPipeError, ProcessLookupError):
                 # The idle child is gone (killed from outside): once more with a new one.
                 self.stop()
                 if attempt == 2:
                     raise RenderCrashed("the render process could not be started") from None
+
+    def _answer(self, limits: RenderLimits, deadline: float) -> dict[str, str]:
         try:
-            if not select.select([self._answers], [], [], min(limits.timeout_s, _MAX_LIMIT_S))[0]:
+            wait_s = min(max(deadline - time.monotonic(), 0.0), _MAX_LIMIT_S)
+            if not select.select([self._answers], [], [], wait_s)[0]:
                 self.stop()
                 raise RenderLimitExceeded("time", f"the render took over {limits.timeout_s:g} s and was stopped")
             answer = render_child.receive(self._answers, limits.max_output_bytes + 65536)
@@ -154,6 +185,7 @@ class Renderer:
                                             "bound and was dropped")
 
     def stop(self) -> None:
+        self._pending = None
         for fd in (self._requests, self._answers):
             if fd >= 0:
                 os.close(fd)
@@ -191,6 +223,13 @@ class Renderer:
             except ValueError:
                 how = f"signal {-code}"
         return RenderCrashed(f"the render process stopped ({how})" + (f": {lines[0][:300]}" if lines else ""))
+
+
+def _request(chart_path: Path, chart_digest: str, values: dict, name: str, namespace: str,
+             limits: RenderLimits) -> bytes:
+    # Encoded here, as the SDK would: values that are not JSON fail in this process, as they did in-process.
+    return json.dumps({"chart": os.path.abspath(chart_path), "digest": chart_digest, "values": values, "name": name,
+                       "namespace": namespace, "max_output_bytes": limits.max_output_bytes}).encode()
 
 
 RENDERER = Renderer()

@@ -3,9 +3,10 @@ Kustomization built and post-built in dependsOn order, as Flux applies them."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class _Build:
     applier: str = ""
     where: str = ""
     sandbox_root: str = ""
+    # The kustomize run in its worker thread, when there is one.
+    future: Future | None = None
 
     def objects(self) -> list[dict[str, Any]] | None:
         if self.run is None:
@@ -48,7 +51,12 @@ class _Build:
 
 
 def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterState,
-                           sandbox: containment.Sandbox) -> None:
+                           sandbox: containment.Sandbox,
+                           on_early_build: Callable[[ClusterState, list[Resource]], None] | None = None) -> None:
+    """Every Flux Kustomization of the cluster applied to `state` in dependsOn order. `on_early_build`, when given,
+    is told of each Kustomization whose build is done while one it depends on is still building: it gets a scratch
+    copy of the state with that Kustomization applied out of order (so helm-controller can start rendering). The
+    scratch state is a guess; `state` itself only ever takes the dependsOn order."""
     # The bootstrap Kustomization (gotk-sync.yaml) applies clusters/<cluster> with no post-build step.
     cluster = state.name
     root = settings.repo / "clusters" / cluster
@@ -71,6 +79,7 @@ def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterS
         builds: dict[int, _Build] = {}
         pending = start(state.resources)
         applied: set[str] = set()
+        told: set[int] = set()
         while pending:
             ready = [k for k in pending if all(dep in applied for dep in k.depends_on)]
             if not ready:
@@ -83,6 +92,8 @@ def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterS
             for ks in ready:
                 pending.remove(ks)
                 applied.add(ks.id)
+                if on_early_build is not None:
+                    _tell_early_builds(index, state, builds[id(ks)], pending, builds, told, on_early_build)
                 pending.extend(start(_apply_kustomization(index, state, ks, builds[id(ks)])))
 
 
@@ -109,8 +120,28 @@ def _build(settings: Settings, index: SourceIndex, sandbox: containment.Sandbox,
     if pool is None:
         build.run = lambda: kustomize_build(folder, spec)
     else:
-        build.run = pool.submit(kustomize_build, folder, spec).result
+        build.future = pool.submit(kustomize_build, folder, spec)
+        build.run = build.future.result
     return build
+
+
+def _tell_early_builds(index: SourceIndex, state: ClusterState, next_build: _Build, pending: list[Kustomization],
+                       builds: dict[int, _Build], told: set[int],
+                       on_early_build: Callable[[ClusterState, list[Resource]], None]) -> None:
+    """While `next_build` (applied next) still runs, each pending Kustomization whose build finishes is applied to a
+    scratch copy of the state and handed to `on_early_build`, once."""
+    waiting = {builds[id(ks)].future: ks for ks in pending
+               if id(ks) not in told and builds[id(ks)].future is not None}
+    while waiting and next_build.future is not None and not next_build.future.done():
+        done, _ = wait([next_build.future, *waiting], return_when=FIRST_COMPLETED)
+        for future in [f for f in done if f in waiting]:
+            ks = waiting.pop(future)
+            told.add(id(ks))
+            if future.exception() is None:
+                scratch = ClusterState(state.name, list(state.resources), variables=dict(state.variables))
+                build = builds[id(ks)]
+                added = _apply_kustomization(index, scratch, ks, build, copy.deepcopy(future.result()))
+                on_early_build(scratch, added)
 
 
 def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomization, sandbox: containment.Sandbox,
@@ -127,8 +158,9 @@ def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomizati
     return _build(settings, index, sandbox, path, ks.spec, file, ref, "spec.path", pool)
 
 
-def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomization, build: _Build) -> list[Resource]:
-    objects = build.objects()
+def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomization, build: _Build,
+                         objects: list[dict[str, Any]] | None = None) -> list[Resource]:
+    objects = build.objects() if objects is None else objects
     state.findings.extend(build.findings)
     if objects is None:
         return []
