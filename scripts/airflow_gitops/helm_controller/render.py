@@ -91,7 +91,7 @@ def prefetch_releases(settings: Settings, index: SourceIndex, scratch: ClusterSt
         try:
             release = compose(scratch, index, resource)
             chart = charts.load(settings, scratch, resource)
-        except (RenderError, ChartUnavailable):
+        except Exception:  # a guess never fails the run: the real render reports what is wrong, in order
             continue
         digest = charts.digests.get(id(chart))
         if not digest or cache is not None and cache.holds(render_cache.render_key(
