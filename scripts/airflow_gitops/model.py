@@ -16,8 +16,8 @@ def load_yaml_all(text: str, source: str = "(YAML)", kubernetes: bool = False) -
     return [doc for doc in bounds.load_all(text, source, kubernetes) if doc is not None]
 
 
-def load_yaml(text: str, source: str = "(YAML)") -> Any:
-    docs = bounds.load_all(text, source)
+def load_yaml(text: str, source: str = "(YAML)", kubernetes: bool = False) -> Any:
+    docs = bounds.load_all(text, source, kubernetes)
     if len(docs) > 1:
         raise bounds.YamlBoundError(f"{source}: expected a single YAML document, found {len(docs)}")
     return docs[0] if docs else None

@@ -51,7 +51,8 @@ def compose(state: ClusterState, index: SourceIndex, hr: Resource) -> ReleaseRen
             set_path(values, ref.target_path, data[ref.values_key])
             continue
         try:
-            layer = load_yaml(data[ref.values_key], origin) or {}
+            # As helm-controller reads it (chartutil.ReadValues: sigs.k8s.io/yaml), so a plain date is a string.
+            layer = load_yaml(data[ref.values_key], origin, kubernetes=True) or {}
         except yaml.YAMLError as error:
             raise RenderError(f"values are not YAML: {error}", origin, f"{kind} {ref_name}", ref.values_key) from None
         if not isinstance(layer, dict):
