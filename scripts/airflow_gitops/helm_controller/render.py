@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,9 @@ def prefetch_releases(settings: Settings, index: SourceIndex, scratch: ClusterSt
                 digest, release.values, release.release_name, release.namespace, render_cache.sdk_identity())):
             continue
         chart_path = next(path for path, loaded in charts.loaded.items() if loaded is chart)
-        render_process.RENDERER.prefetch(chart_path, digest, release.values, release.release_name,
-                                         release.namespace, render_limits(settings))
+        with contextlib.suppress(Exception):  # the same: values the SDK cannot take fail the real render, not this
+            render_process.RENDERER.prefetch(chart_path, digest, release.values, release.release_name,
+                                             release.namespace, render_limits(settings))
         return
 
 
