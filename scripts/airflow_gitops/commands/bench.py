@@ -112,7 +112,7 @@ def _serial_floor(settings: Settings, clusters: list[str]):
             if release.unrendered_reason:
                 continue
             chart = PROCESS.load(settings, state, release.helmrelease)
-            path = next(path for path, loaded in PROCESS.loaded.items() if loaded is chart)
+            path = PROCESS.path_of(chart)
             calls.append((chart, path, release))
     if not calls:
         return None

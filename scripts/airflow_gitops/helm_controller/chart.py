@@ -69,6 +69,10 @@ class ChartCache:
                 raise
         return self._load(cached)
 
+    def path_of(self, chart) -> Path:
+        """Where a chart this cache loaded was loaded from: what the render process loads it from too."""
+        return next(path for path, loaded in self.loaded.items() if loaded is chart)
+
     def _load(self, path: Path):
         import helm_python
 

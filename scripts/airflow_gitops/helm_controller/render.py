@@ -66,7 +66,7 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
             continue
         release.chart_values_keys = set(chart.values)
         release.chart_schema = chart.schema or None
-        chart_path = next(path for path, loaded in charts.loaded.items() if loaded is chart)
+        chart_path = charts.path_of(chart)
         try:
             release.objects = render_chart(chart, chart_path, release, render_limits(settings), cache,
                                            charts.digests.get(id(chart)))
@@ -98,7 +98,7 @@ def prefetch_releases(settings: Settings, index: SourceIndex, scratch: ClusterSt
         if not digest or cache is not None and cache.holds(render_cache.render_key(
                 digest, release.values, release.release_name, release.namespace, render_cache.sdk_identity())):
             continue
-        chart_path = next(path for path, loaded in charts.loaded.items() if loaded is chart)
+        chart_path = charts.path_of(chart)
         with contextlib.suppress(Exception):  # the same: values the SDK cannot take fail the real render, not this
             render_process.RENDERER.prefetch(chart_path, digest, release.values, release.release_name,
                                              release.namespace, render_limits(settings))
