@@ -38,6 +38,7 @@ class Report:
 
 def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None = None,
                      require_charts: bool = False) -> Report:
+    """Render the cluster and run every check on it, each handed the policy configuration the index parsed."""
     index = index or SourceIndex(settings.repo)
     state = render_cluster(settings, cluster, charts=True, index=index)
     report = Report(cluster, state, list(dict.fromkeys(state.findings)))
@@ -46,7 +47,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     checked = [*state.resources, *chart_objects, *policies.pod_template_resources(chart_objects)]
     report.objects_checked = len(checked)
     subject = CheckedCluster(
-        settings, state, index, policies.PolicyConfig.load(settings.repo), folder,
+        settings, state, index, index.policies, folder,
         schemas.kubernetes_schemas(state.variables.get("kubernetes_version") or DEFAULT_KUBERNETES_VERSION),
         schemas.crd_schemas(folder), checked, require_charts)
     findings, report.checks_off = run_checks(subject)

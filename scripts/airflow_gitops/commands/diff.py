@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from airflow_gitops.checks.policy_config import policy_config_changes
 from airflow_gitops.commands._common import add_cluster_argument, warn
 from airflow_gitops.model import ERROR, Finding, RenderError, Resource
 from airflow_gitops.pipeline import render_cluster
+from airflow_gitops.policy_config import policy_config_changes
 from airflow_gitops.settings import Settings
 from airflow_gitops.source.containment import check_cluster_name, resolve_commit
 from airflow_gitops.source.provenance import HASH_SUFFIX

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from airflow_gitops import policy_config
 from airflow_gitops.checks.registry import describe
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.commands._common import clusters_of
 from airflow_gitops.model import WARNING, Finding, RenderError
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings, add_common_options
 from airflow_gitops.source.provenance import SourceIndex
 
@@ -43,38 +45,40 @@ def version_change(settings: Settings, cluster: str, ref: str):
     return change.findings
 
 
-def policy_changes(settings: Settings, ref: str) -> list[Finding]:
+def policy_changes(settings: Settings, policies: PolicyConfig, ref: str) -> list[Finding]:
     """Every change of the policy table since `ref`, for the reviewer. Warnings, not errors: the table's owners
     approve it (.github/CODEOWNERS), and the strict loader already refuses a table that turns checks off silently."""
-    from airflow_gitops.checks.policy_config import policy_config_changes
     from airflow_gitops.commands.diff import base_tree
 
     with base_tree(settings, ref) as base:
-        return [dataclasses.replace(f, severity=WARNING) for f in policy_config_changes(base.repo, settings.repo)]
+        return [dataclasses.replace(f, severity=WARNING)
+                for f in policy_config.changes(PolicyConfig.load(base.repo), policies)]
 
 
 def run(args) -> int:
     settings = Settings.from_args(args)
+    policies = PolicyConfig.load(settings.repo)  # the one parse of the policy table; every cluster is handed it
     if args.list_checks:
-        print("\n".join(describe(settings)))
+        print("\n".join(describe(settings, policies)))
         return 0
     if args.cluster is None:
         raise SystemExit("give a cluster (a folder under clusters/) or `all`, or --list-checks")
     clusters = clusters_of(settings, args.cluster, allow_all=True)
     if args.base:
-        for finding in policy_changes(settings, args.base):
+        for finding in policy_changes(settings, policies, args.base):
             print(f"policy: {finding}")
-    return validate_clusters(settings, clusters, args.require_charts, args.base)
+    return validate_clusters(settings, clusters, args.require_charts, args.base, policies)
 
 
 def validate_clusters(settings: Settings, clusters: list[str], require_charts: bool = False,
-                      base: str | None = None) -> int:
+                      base: str | None = None, policies: PolicyConfig | None = None) -> int:
     """Each cluster validated in a worker process (one per core), its output printed in cluster order exactly as
     a serial run prints it; the exit code: 2 if a cluster could not be rendered, 1 on errors, else 0."""
     from airflow_gitops.parallel import WorkerCrashed, run_in_order
 
     failed = broken = False
-    tasks = [(settings, cluster, require_charts, base) for cluster in clusters]
+    policies = policies if policies is not None else PolicyConfig.load(settings.repo)
+    tasks = [(settings, cluster, require_charts, base, policies) for cluster in clusters]
     for cluster, (outcome, error) in zip(clusters, run_in_order(report_cluster, tasks), strict=True):
         if error is not None:
             if not isinstance(error, WorkerCrashed):
@@ -87,10 +91,10 @@ def validate_clusters(settings: Settings, clusters: list[str], require_charts: b
 
 
 def report_cluster(settings: Settings, cluster: str, require_charts: bool, base: str | None,
-                   index: SourceIndex | None = None) -> str:
+                   policies: PolicyConfig | None = None, index: SourceIndex | None = None) -> str:
     """Validate one cluster and print its report: "broken" (not rendered), "failed" (errors) or "ok"."""
     try:
-        report = validate_cluster(settings, cluster, index=index or SourceIndex(settings.repo),
+        report = validate_cluster(settings, cluster, index=index or SourceIndex(settings.repo, policies),
                                   require_charts=require_charts)
         if base:
             report.findings += version_change(settings, cluster, base)
