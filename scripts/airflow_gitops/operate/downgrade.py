@@ -19,11 +19,12 @@ import yaml
 
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
-from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, load_yaml
+from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError
 from airflow_gitops.operate import airflow_versions
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings
+from airflow_gitops.source.bounds import load_yaml
 from airflow_gitops.source.provenance import SourceIndex
 
 # The last valuesFrom layer of the Airflow HelmRelease (apps/base/airflow): empty except during step 1.

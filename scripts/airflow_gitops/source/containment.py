@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding, RenderError, load_yaml_all
+from airflow_gitops.model import ERROR, Finding, RenderError
 from airflow_gitops.source import bounds
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -111,7 +111,7 @@ class Checker:
             return
         self.files.add(file)
         try:
-            docs = load_yaml_all(bounds.read_text(kfile, file), file)
+            docs = bounds.load_file(kfile, file)
         except yaml.YAMLError as error:
             self.refuse(file, "(YAML)", f"cannot be read: {_yaml_problem(error)}")
             return
@@ -178,7 +178,7 @@ class Checker:
     def plugin_file(self, path: Path) -> None:
         file = self.rel(path)
         try:
-            docs = load_yaml_all(bounds.read_text(path, file), file)
+            docs = bounds.load_file(path, file)
         except yaml.YAMLError as error:
             self.refuse(file, "(YAML)", f"cannot be read: {_yaml_problem(error)}")
             return
@@ -188,7 +188,7 @@ class Checker:
 
     def inline_plugin(self, base: Path, file: str, where: str, entry: Any) -> None:
         try:
-            docs = load_yaml_all(entry, f"{file}: {where}") if isinstance(entry, str) else [entry]
+            docs = bounds.load_yaml_all(entry, f"{file}: {where}") if isinstance(entry, str) else [entry]
         except yaml.YAMLError as error:
             self.refuse(file, where, f"inline config cannot be read: {_yaml_problem(error)}")
             return
