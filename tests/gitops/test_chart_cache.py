@@ -67,6 +67,15 @@ def test_a_chart_from_a_repository_the_policy_does_not_allow_is_never_pulled(tmp
                           ALLOWED)
 
 
+@pytest.mark.parametrize("chart, version", [("../../../outside/chart", "1.0.0"), ("demo", "../../x"),
+                                            ("demo", "1.0.0/../../x"), ("..", "1.0.0")])
+def test_a_chart_name_or_version_is_never_a_path(tmp_path, monkeypatch, chart, version):
+    monkeypatch.setattr(chart_module, "_pull", lambda *args: pytest.fail("pulled"))
+    with pytest.raises(ChartUnavailable, match="not a chart name and version"):
+        ChartCache().load(Settings(repo=REPO, cache_dir=tmp_path), cluster(HTTPS_URL), helmrelease(chart, version),
+                          ALLOWED)
+
+
 def test_a_helmrepository_not_in_the_cluster_is_named(tmp_path):
     with pytest.raises(ChartUnavailable, match="HelmRepository elsewhere is not applied by this cluster"):
         ChartCache().load(Settings(repo=REPO, cache_dir=tmp_path), cluster(HTTPS_URL),

@@ -17,6 +17,10 @@ from airflow_gitops.settings import CHARTS_ENV, Settings
 from airflow_gitops.source.api import HelmRepository, parse_source, url_of
 
 log = logging.getLogger(__name__)
+# What a chart name and version in a repository index can be (Helm's chart name rules; SemVer 2 characters). Both
+# become a path in the chart cache, so nothing else, `../` least of all, gets that far.
+CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+CHART_VERSION = re.compile(r"^v?[0-9A-Za-z][0-9A-Za-z.+-]{0,127}$")
 
 
 class ChartUnavailable(Exception):
@@ -69,6 +73,9 @@ class ChartCache:
         if not policies.source_url_allowed("helm", url):
             raise ChartUnavailable(f"not fetched: the URL of HelmRepository {repository.namespace}/{repository.name} "
                                    f"is not in {SOURCE_ALLOWLISTS['helm']} of the policy configuration")
+        if not (CHART_NAME.match(name) and CHART_VERSION.match(version)):
+            raise ChartUnavailable(f"chart {name!r} version {version!r} is not a chart name and version a repository "
+                                   "serves: not fetched, and no cache path is made of it")
         host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
         cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
         if not cached.exists():
