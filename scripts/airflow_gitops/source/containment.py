@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -310,16 +309,6 @@ def output_path(out: Path, kind: str, namespace: str, name: str) -> Path:
     if out.resolve() not in target.resolve().parents:
         raise RenderError(f"refused to write {target}: outside the output folder {out}")
     return target
-
-
-def resolve_commit(repo: Path, ref: str) -> str:
-    """A commit-ish as its full SHA, never as a git option: `--end-of-options` and `^{commit}`."""
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-                          cwd=repo, capture_output=True, text=True)
-    sha = proc.stdout.strip()
-    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
-        raise RenderError(f"--base {ref!r} is not a commit of this repository")
-    return sha
 
 
 def check_cluster_name(name: str, known: list[str], allow_all: bool = False) -> None:
