@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping, pod_templates
 from airflow_gitops.notification_controller.api import Receiver
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source.api import HelmChart
 from airflow_gitops.source.bounds import load_yaml
 
@@ -24,33 +22,6 @@ SECRET_VALUES = [
     ("dags", "gitSync", "sshKey"), ("createUserJob", "defaultUser", "password"),
     ("webserver", "defaultUser", "password"), ("registry", "connection", "pass"), ("redis", "password"),
 ]
-
-
-@dataclass
-class PolicyConfig:
-    airflow_release: str = "airflow"
-    require_resource_requests: list[str] = field(default_factory=list)
-    secrets_from_external_secrets: list[str] = field(default_factory=list)
-    airflow_version: str | None = None
-
-    @classmethod
-    def load(cls, repo: Path) -> PolicyConfig:
-        try:
-            pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            pyproject = {}  # policy_config.check reports it, naming the file
-        options = (pyproject.get("tool") or {}).get("airflow-gitops", {}).get("policies", {})
-        # The pin lives in the `dags` extra (the tool itself needs no Airflow); look in every requirement list.
-        project = pyproject.get("project", {})
-        requirements = [project.get("dependencies", []), *project.get("optional-dependencies", {}).values()]
-        pinned = next((d.split("==", 1)[1].strip() for group in requirements for d in group
-                       if d.replace(" ", "").startswith("apache-airflow==")), None)
-        return cls(
-            airflow_release=options.get("airflow-release", "airflow"),
-            require_resource_requests=list(options.get("require-resource-requests", [])),
-            secrets_from_external_secrets=list(options.get("secrets-from-external-secrets", [])),
-            airflow_version=pinned,
-        )
 
 
 def finding(resource: Resource, path: list[Any] | str, message: str, check: str) -> Finding:

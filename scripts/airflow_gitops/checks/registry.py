@@ -20,16 +20,15 @@ from airflow_gitops.checks import (
     ownership,
     pod_security,
     policies,
-    policy_config,
     schemas,
     secret_values,
     sops,
     storage,
     supply_chain,
 )
-from airflow_gitops.checks.policies import PolicyConfig
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings
 from airflow_gitops.source.provenance import SourceIndex
 from airflow_gitops.source.repository import cluster_names
@@ -69,9 +68,6 @@ class CheckedCluster:
 
     def values_file_of_release(self, release: ReleaseRender) -> Callable[[Any], str]:
         return lambda path: self.values_file_of(release, path)
-
-    def setting(self, key: str) -> list[str]:
-        return list(policy_config.value(self.repo, key, []) or [])
 
 
 @dataclass(frozen=True)
@@ -114,14 +110,14 @@ def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
 
 
 def _airflow_images(cluster: CheckedCluster) -> list[Finding]:
-    repositories = cluster.setting("airflow-image-repositories")
+    repositories = list(cluster.config.airflow_image_repositories)
     return [f for release in cluster.airflow_releases
             for f in supply_chain.airflow_images(release, repositories, cluster.config.airflow_version,
                                                  cluster.values_file_of_release(release))]
 
 
 def _dags_repository(cluster: CheckedCluster) -> list[Finding]:
-    repositories = cluster.setting("dags-repositories")
+    repositories = list(cluster.config.dags_repositories)
     return [f for release in cluster.airflow_releases
             for f in supply_chain.dags_repository(release, cluster.state.variables, cluster.state.resources,
                                                   repositories, cluster.values_file_of_release(release))]
@@ -158,7 +154,7 @@ CHECKS: list[Check] = [
     Check("pod-security", "Pod Security Standards: baseline everywhere, restricted for Airflow; Namespace labels",
           _pod_security),
     Check("policy-config", "the policy configuration itself: known keys, no empty list, every cluster listed or exempt",
-          lambda c: policy_config.check(c.repo, c.name, cluster_names(c.repo))),
+          lambda c: c.config.findings(c.name, cluster_names(c.repo))),
     Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment",
           lambda c: supply_chain.pinned_actions(c.repo)),
     Check("bootstrap-folder", "clusters/<cluster>/flux-system/ holds only what flux bootstrap writes",
@@ -167,10 +163,10 @@ CHECKS: list[Check] = [
     Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
           lambda c: supply_chain.chart_pins(c.state.resources)),
     Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",
-          lambda c: [*supply_chain.rendered_images(c.checked, c.setting("allowed-image-registries")),
-                     *supply_chain.post_renderer_images(c.state.resources, c.setting("allowed-image-registries")),
+          lambda c: [*supply_chain.rendered_images(c.checked, list(c.config.allowed_image_registries)),
+                     *supply_chain.post_renderer_images(c.state.resources, list(c.config.allowed_image_registries)),
                      *[f for release in c.state.releases
-                       for f in supply_chain.values_images(release, c.setting("allowed-image-registries"),
+                       for f in supply_chain.values_images(release, list(c.config.allowed_image_registries),
                                                            c.values_file_of_release(release))]]),
     Check("sops", "SOPS-encrypted Secrets carry valid SOPS metadata and a Kustomization that decrypts them",
           lambda c: sops.check(c.state.resources)),
@@ -214,26 +210,11 @@ CHECKS: list[Check] = [
 ]
 
 
-def cluster_list(settings: Settings, key: str) -> tuple[list[str], dict[str, str]]:
-    """The clusters a policy-config cluster list names, and its exemptions {cluster: reason}."""
-    listed = policy_config.value(settings.repo, key, []) or []
-    exemptions = (policy_config.value(settings.repo, "exemptions", {}) or {})
-    exempt = exemptions.get(key) if isinstance(exemptions, dict) else None
-    return ([c for c in listed if isinstance(c, str)] if isinstance(listed, list) else [],
-            {str(k): str(v) for k, v in exempt.items()} if isinstance(exempt, dict) else {})
-
-
-def off_reason(settings: Settings, check: Check, cluster: str) -> str | None:
+def off_reason(config: PolicyConfig, check: Check, cluster: str) -> str | None:
     """Why `check` does not run on `cluster`, or None when it runs."""
     if check.clusters_key is None:
         return None
-    listed, exempt = cluster_list(settings, check.clusters_key)
-    if cluster in listed:
-        return None
-    where = f"{policy_config.FILE} [tool.airflow-gitops.policies.exemptions.{check.clusters_key}]"
-    if cluster in exempt:
-        return f"exempted in {where}: {exempt[cluster]}"
-    return f"not in {check.clusters_key} and not exempted (the policy-config check reports it)"
+    return config.cluster_list(check.clusters_key).off_reason(cluster)
 
 
 def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, str]]]:
@@ -241,7 +222,7 @@ def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, 
     findings: list[Finding] = []
     off: list[tuple[str, str]] = []
     for check in CHECKS:
-        reason = off_reason(cluster.settings, check, cluster.name)
+        reason = off_reason(cluster.config, check, cluster.name)
         if reason is not None:
             off.append((check.name, reason))
             continue
@@ -249,16 +230,19 @@ def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, 
     return findings, off
 
 
-def describe(settings: Settings) -> list[str]:
+def describe(settings: Settings, config: PolicyConfig) -> list[str]:
     """One line per check for `validate --list-checks`: name, clusters, description."""
     clusters = cluster_names(settings.repo)
     lines = []
     width = max(len(check.name) for check in CHECKS)
     for check in CHECKS:
-        if check.clusters_key is None:
+        cluster_list = config.cluster_list(check.clusters_key) if check.clusters_key else None
+        if cluster_list is None:
             applies = "all clusters"
+        elif not cluster_list.valid:
+            applies = f"all clusters ({check.clusters_key} is wrong: see the policy-config check)"
         else:
-            listed, exempt = cluster_list(settings, check.clusters_key)
+            listed, exempt = cluster_list.listed, cluster_list.exempt
             applies = f"{', '.join(listed) or 'no cluster'} ({check.clusters_key})"
             if exempt:
                 applies += f"; off for {', '.join(c for c in clusters if c in exempt) or ', '.join(exempt)}"
