@@ -14,7 +14,6 @@ from airflow_gitops.source.api import HelmChart
 from airflow_gitops.source.bounds import load_yaml
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")
 POD_TEMPLATE_KEY = "pod_template_file.yaml"
 # Chart values that would put a secret in Git; each has a *SecretName/secret alternative.
 SECRET_VALUES = [
@@ -135,11 +134,6 @@ def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
             findings.append(Finding(ERROR, values_file_of(list(path)), f"values of {release.helmrelease.ref}",
                                     ".".join(path), "a secret in plain values: name a Secret instead "
                                     "(e.g. fernetKeySecretName, dags.gitSync.sshKeySecret)", "plaintext-secret"))
-    for path, text in _strings(release.values, []):
-        if CREDENTIALS_IN_URL.search(text):
-            findings.append(Finding(ERROR, values_file_of(path), f"values of {release.helmrelease.ref}",
-                                    field_path(path), "a URL with a password in plain values: take it from a "
-                                    "Secret (chart value `secret:` or `extraEnvFrom`)", "plaintext-secret"))
     return findings
 
 
