@@ -24,6 +24,7 @@ from airflow_gitops.checks import (
     schemas,
     secret_values,
     sops,
+    sources,
     storage,
     supply_chain,
 )
@@ -168,6 +169,9 @@ CHECKS: list[Check] = [
     Check("bootstrap-folder", "clusters/<cluster>/flux-system/ holds only what flux bootstrap writes",
           lambda c: supply_chain.bootstrap_folder([r for r in c.state.resources if r.applied_by == ROOT_APPLIER],
                                                   c.name)),
+    Check("source-origin", "every source Flux fetches is the cluster's own repository or an allowed URL, without "
+                           "credentials; references resolved as Flux resolves them",
+          lambda c: sources.sources(c.state.all_resources, c.config, c.name)),
     Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
           lambda c: supply_chain.chart_pins(c.state.resources)),
     Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",

@@ -59,7 +59,7 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
             continue
         resource = release.helmrelease
         try:
-            chart = charts.load(settings, state, resource)
+            chart = charts.load(settings, state, resource, index.policies)
         except ChartUnavailable as reason:
             release.unrendered_reason = str(reason)
             releases.append(release)
@@ -91,7 +91,7 @@ def prefetch_releases(settings: Settings, index: SourceIndex, scratch: ClusterSt
             continue
         try:
             release = compose(scratch, index, resource)
-            chart = charts.load(settings, scratch, resource)
+            chart = charts.load(settings, scratch, resource, index.policies)
         except Exception:  # a guess never fails the run: the real render reports what is wrong, in order
             continue
         digest = charts.digests.get(id(chart))
