@@ -22,7 +22,7 @@ from typing import Any
 
 PARALLEL_ENV = "AIRFLOW_GITOPS_PARALLEL"
 # Imported by the forkserver before it forks a worker: the engine, never the Helm SDK (see above).
-_PRELOAD = ["airflow_gitops.checks.validation", "airflow_gitops.commands.validate"]
+_PRELOAD = ["airflow_gitops.checks.validation", "airflow_gitops.operate.version_change"]
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml, mapping, pod_templates
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping, pod_templates
 from airflow_gitops.notification_controller.api import Receiver
 from airflow_gitops.source.api import HelmChart
+from airflow_gitops.source.bounds import load_yaml
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")

@@ -16,6 +16,7 @@ from typing import Any
 from airflow_gitops.checks import (
     aws,
     live_state,
+    object_size,
     ownership,
     pod_security,
     policies,
@@ -30,7 +31,6 @@ from airflow_gitops.checks.policies import PolicyConfig
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
 from airflow_gitops.settings import Settings
-from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
 from airflow_gitops.source.repository import cluster_names
 
@@ -187,7 +187,7 @@ CHECKS: list[Check] = [
     Check("aws-config", "the AWS side (eksctl ClusterConfig, IAM, S3, budget) matches the cluster",
           lambda c: aws.validate_aws(c.repo, c.name, c.state, c.schema_folder, c.values_file_of)),
     Check("object-size", "no ConfigMap/Secret data over 1 MiB, no object over etcd's 1.5 MiB",
-          lambda c: bounds.object_sizes(c.checked)),
+          lambda c: object_size.object_sizes(c.checked)),
     Check("ownership", "one owner per object: never two Kustomizations, or one and a HelmRelease",
           lambda c: ownership.double_owners(c.state.all_resources)),
     Check("resource-requests", "every container requests CPU and memory",

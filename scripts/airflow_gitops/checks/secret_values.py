@@ -23,7 +23,8 @@ import yaml
 from airflow_gitops.checks import policies
 from airflow_gitops.checks.supply_chain import patch_documents
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping
+from airflow_gitops.source.bounds import load_yaml_all
 
 CHECK = "secret-value"
 # Key names whose literal value is a secret (Airflow options, env names, connection fields, ConfigMap keys).

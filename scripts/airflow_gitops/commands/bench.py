@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from airflow_gitops.checks.validation import validate_clusters
 from airflow_gitops.dev import extras
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings, add_common_options
@@ -55,7 +56,6 @@ def _row(label: str, value: float, target: float | None, unit: str = "s") -> str
 
 
 def run(args) -> int:
-    from airflow_gitops.commands.validate import validate_clusters
     from airflow_gitops.operate import latency
 
     settings = Settings.from_args(args)
@@ -195,8 +195,6 @@ def _changed_copy(settings: Settings, release, destination: Path) -> str | None:
 def _ratios(settings: Settings, clusters: list[str], repeat: int) -> bool:
     """`validate all` against the serial floor, side by side (interleaved, warm processes): with an empty render
     cache, with a warm one, and with a warm one after one value changed. True when the cold ratio is over target."""
-    from airflow_gitops.commands.validate import validate_clusters
-
     floor = _serial_floor(settings, clusters)
     if floor is None:
         print("validate all vs the serial floor NOT MEASURED: no chart at hand (give --chart NAME=PATH)",

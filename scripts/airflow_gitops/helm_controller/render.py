@@ -14,7 +14,7 @@ from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, load_yaml_all
+from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource
 from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -143,7 +143,7 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
         if template.endswith("NOTES.txt") or not text.strip():
             continue
         try:
-            docs = load_yaml_all(text, template, kubernetes=True)
+            docs = bounds.load_yaml_all(text, template, kubernetes=True)
         except yaml.YAMLError as error:
             files = ", ".join(release.values_files) or hr.source_file
             raise RenderError(f"chart {chart.name} rendered YAML that is refused: {error}", files, hr.ref,

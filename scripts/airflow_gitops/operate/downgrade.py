@@ -20,10 +20,12 @@ import yaml
 
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
-from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, load_yaml
+from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError
 from airflow_gitops.operate import airflow_versions
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
+from airflow_gitops.source import git
+from airflow_gitops.source.bounds import load_yaml
 from airflow_gitops.source.provenance import SourceIndex
 
 # The last valuesFrom layer of the Airflow HelmRelease (apps/base/airflow): empty except during step 1.
@@ -292,22 +294,16 @@ def backup_health_checked(state: ClusterState, applier: str) -> bool:
 
 def raising_commit(repo: Path, ref: str, file: str, version: str) -> str | None:
     """The newest commit at or below `ref` that set `airflowVersion` in `file` to `version`: what to roll back."""
-    import subprocess
-
-    log = subprocess.run(["git", "log", "--format=%H", "-G", "airflowVersion", ref, "--", file], cwd=repo,
-                         capture_output=True, text=True, timeout=60)
-    for sha in log.stdout.split():
+    for sha in git.commits_changing(repo, ref, file, "airflowVersion"):
         if _version_in(repo, f"{sha}:{file}") == version and _version_in(repo, f"{sha}^:{file}") != version:
             return sha[:12]
     return None
 
 
 def _version_in(repo: Path, blob: str) -> str | None:
-    import subprocess
-
-    shown = subprocess.run(["git", "show", blob], cwd=repo, capture_output=True, text=True, timeout=60)
+    shown = git.show(repo, blob)
     try:
-        values = load_yaml(shown.stdout) if shown.returncode == 0 else None
+        values = load_yaml(shown) if shown is not None else None
     except yaml.YAMLError:
         return None
     return str(values.get("airflowVersion")) if isinstance(values, dict) and "airflowVersion" in values else None

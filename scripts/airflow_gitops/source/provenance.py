@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding, load_yaml_all
+from airflow_gitops.model import ERROR, Finding
 from airflow_gitops.source import bounds, containment
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
@@ -58,7 +58,7 @@ class SourceIndex:
         rel = str(file.relative_to(self.repo))
         self._indexed.add(rel)
         try:
-            docs = load_yaml_all(bounds.read_text(file, rel), rel)
+            docs = bounds.load_file(file, rel)
         except bounds.YamlBoundError as error:
             self.yaml_errors.append(Finding(ERROR, rel, "(YAML)", "(file)", str(error).removeprefix(f"{rel}: "),
                                             "yaml"))
