@@ -5,15 +5,7 @@ runs with the real Flux CLI in tests/live/test_flux_build.py.
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
 from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.postbuild import collect_variables

@@ -28,7 +28,7 @@ HOLD_SECONDS = 15
 class Deploy:
     revision: str
     ready_at: dict[str, float] = field(default_factory=dict)
-    held: list[dict] = field(default_factory=list)
+    held: list[dict] = field(default_factory=list, repr=False)
     played_at: float = 0.0
 
 

@@ -280,12 +280,22 @@ class Cluster:
             f"--service-account-key-file={k / 'sa.pub'}", f"--service-account-signing-key-file={k / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=Node,RBAC",
+            # As kubeadm (and so kind) runs it: privileged containers are allowed by the API server, and refused
+            # where a namespace's Pod Security level says so.
+            "--allow-privileged=true",
             # The default plugins (PodSecurity, ServiceAccount, DefaultStorageClass, the webhooks ...) plus the one
             # kubeadm adds.
             "--enable-admission-plugins=NodeRestriction",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--kubelet-certificate-authority={k / 'ca.crt'}",
             "--kubelet-preferred-address-types=InternalIP",
+            # Front-proxy (request header) authentication as kubeadm configures it; the controller manager and
+            # scheduler read its CA from kube-system/extension-apiserver-authentication.
+            f"--requestheader-client-ca-file={k / 'ca.crt'}", "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={k / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={k / 'front-proxy-client.key'}",
             "--profiling=false",
         ]
         if not _has_default_route():

@@ -19,6 +19,7 @@ from airflow_gitops.live.cluster import Cluster, LiveError, wait_until
 KUSTOMIZATION = "kustomizations.kustomize.toolkit.fluxcd.io"
 HELMRELEASE = "helmreleases.helm.toolkit.fluxcd.io"
 GITREPOSITORY = "gitrepositories.source.toolkit.fluxcd.io"
+KINDS = {KUSTOMIZATION: "Kustomization", HELMRELEASE: "HelmRelease", GITREPOSITORY: "GitRepository"}
 
 
 def condition(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
@@ -93,7 +94,7 @@ def wait_ready(cluster: Cluster, kind: str, name: str, namespace: str, timeout: 
             return False
         return revision is None or (obj.get("status") or {}).get("lastAppliedRevision") == revision
 
-    what = f"{kind.split('.')[0][:-1]} {namespace}/{name} Ready" + (f" at {revision}" if revision else "")
+    what = f"{KINDS.get(kind, kind)} {namespace}/{name} Ready" + (f" at {revision}" if revision else "")
     return wait_for(cluster, what, check, timeout, waits, describe=lambda: describe_flux(cluster))
 
 

@@ -35,6 +35,8 @@ CLIENTS = (
     # kwok plays the kubelet of every node at once; the Node authorizer grants a kubelet only its own node, so
     # kwok needs more than one kubelet's rights. It updates status only; what it may do is not under test.
     Identity("kwok", "kwok-controller", "system:masters"),
+    # The API server's client for aggregated APIs, as kubeadm's front-proxy-client (here from the one CA).
+    Identity("front-proxy-client", "front-proxy-client"),
 )
 
 

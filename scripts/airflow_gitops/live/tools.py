@@ -52,6 +52,7 @@ HELM_VERSION = "4.2.4"
 KWOK_VERSION = "0.8.0"
 
 # The controllers of Flux 2.9.5 (flux2 v2.9.5 manifests/bases/*/kustomization.yaml), and what is built.
+FLUX_CLI = "github.com/fluxcd/flux2/v2/cmd/flux"
 FLUX_CONTROLLERS = {
     "source-controller": "1.9.5",
     "kustomize-controller": "1.9.5",
@@ -67,7 +68,7 @@ SUBSTITUTIONS = {
         "v0.18.1 is the newest v0.18 it serves (go.mod replace)"),
 }
 
-RECIPE = "3"
+RECIPE = "4"
 """Bumped when a build flag, the package list or the manifest generation changes: part of every cache key."""
 
 ENV_CACHE = "AIRFLOW_GITOPS_CACHE"
@@ -99,6 +100,8 @@ def _go_output_name(package: str) -> str:
 
 
 def _binary_name(package: str) -> str:
+    if package.startswith("./"):
+        return _go_output_name(package)
     # etcd's main package is the module root go.etcd.io/etcd/server/v3, which go build would call `server`.
     return "etcd" if package == "go.etcd.io/etcd/server/v3" else _go_output_name(package)
 
@@ -175,7 +178,7 @@ def cache_key(group: Group, go_version: str, repo: Path | None = None) -> str:
     repo = repo or repo_root()
     digest = hashlib.sha256()
     wrapper = repo / group.wrapper
-    for part in (go_version, f"{sys.platform}/{platform.machine()}", RECIPE, group.ldflags, group.tags,
+    for part in (go_version, f"{sys.platform}/{platform.machine()}", RECIPE, group.version, group.ldflags, group.tags,
                  "\n".join(group.packages), (wrapper / "go.mod").read_text(), (wrapper / "go.sum").read_text()):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -329,19 +332,15 @@ def build_group(group: Group, repo: Path | None = None, force: bool = False) -> 
                                     else _mkdir(target.parent)))
     log = staging / "build.log"
     _log(f"building {group.name} {group.version}: {', '.join(group.binaries())} (log: {log})")
-    packages = list(group.packages)
-    if group.name == "flux":
+    packages = [package for package in group.packages if package != FLUX_CLI]
+    _build(go, group, workdir, staging, packages, log)
+    if FLUX_CLI in group.packages:
+        # The flux CLI builds in a copy of its own module, with its own go.sum: in the wrapper, minimal version
+        # selection would raise a library it shares with helm and kwok (olekukonko/tablewriter) past its API.
         flux2 = workdir / "flux2"
         _copy_writable(_module_dir(go, "github.com/fluxcd/flux2/v2", f"v{FLUX_VERSION}", workdir), flux2)
-        # A placeholder lets the flux package compile while kustomize, which makes the real manifests, builds.
-        (flux2 / "cmd" / "flux" / "manifests").mkdir(exist_ok=True)
-        (flux2 / "cmd" / "flux" / "manifests" / "placeholder.yaml").write_text("")
-        first = [package for package in packages if not package.endswith("/cmd/flux")]
-        _build(go, group, workdir, staging, first, log)
         _flux_manifests(go, flux2, workdir, staging / "kustomize", log)
-        _build(go, group, workdir, staging, [package for package in packages if package.endswith("/cmd/flux")], log)
-    else:
-        _build(go, group, workdir, staging, packages, log)
+        _build(go, group, flux2, staging, ["./cmd/flux"], log)
     manifest = {
         "group": group.name,
         "version": group.version,
@@ -351,7 +350,8 @@ def build_group(group: Group, repo: Path | None = None, force: bool = False) -> 
         "seconds": round(time.monotonic() - started, 1),
         "substitutions": {module: {"wanted": w, "built": b, "why": why}
                           for module, (w, b, why) in SUBSTITUTIONS.items()} if group.name == "flux" else {},
-        "binaries": {name: _main_module(go, staging / name) for name in group.binaries()},
+        "binaries": {name: (f"github.com/fluxcd/flux2/v2@v{FLUX_VERSION}" if name == "flux"
+                            else _main_module(go, staging / name)) for name in group.binaries()},
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if target.exists():
