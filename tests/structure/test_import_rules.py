@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2] / "scripts" / PACKAGE
 # except across the groups of SIDE_BY_SIDE.
 LAYERS: list[tuple[str, list[str]]] = [
     ("the leaf model", ["model"]),
-    ("settings and text helpers", ["settings", "yamltext", "go_runtime"]),
+    ("settings, the policy configuration and text helpers", ["settings", "policy_config", "yamltext", "go_runtime"]),
     ("the source (files, bounds, git)", ["source"]),
     ("the controllers", ["krusty", "kustomize_controller", "helm_controller", "notification_controller"]),
     ("the render of a cluster", ["pipeline", "parallel", "rendered_diff", "aws_templates"]),
