@@ -53,6 +53,10 @@ KEYS: dict[str, Key] = {
     "dags-repositories": Key("list", "Git URLs git-sync may take DAGs from"),
     "backup-before-airflow-change": Key("clusters", "clusters that take a CloudNativePG Backup before an Airflow "
                                                     "version change"),
+    "allowed-git-sources": Key("allowlist", "GitRepository URLs Flux may fetch (the cluster's own repository "
+                                            "included)", "git-url"),
+    "allowed-helm-repositories": Key("allowlist", "HelmRepository URLs (https) charts may come from", "helm-url"),
+    "allowed-oci-repositories": Key("allowlist", "OCIRepository and OCI HelmRepository URLs (oci://)", "oci-url"),
     "exemptions": Key("table", "per cluster-list key: {cluster = \"reason\"} for clusters the list leaves out"),
 }
 
@@ -161,6 +165,9 @@ class PolicyConfig:
     allowed_image_registries: tuple[str, ...] = ()
     airflow_image_repositories: tuple[str, ...] = ()
     dags_repositories: tuple[str, ...] = ()
+    allowed_git_sources: tuple[str, ...] = ()
+    allowed_helm_repositories: tuple[str, ...] = ()
+    allowed_oci_repositories: tuple[str, ...] = ()
     # The problems of the table that do not depend on the cluster (for `findings`).
     problems: tuple[Finding, ...] = ()
     # The table as written, for `changes` (None: no table).
@@ -196,6 +203,9 @@ class PolicyConfig:
             allowed_image_registries=parser.strings("allowed-image-registries"),
             airflow_image_repositories=parser.strings("airflow-image-repositories"),
             dags_repositories=parser.strings("dags-repositories"),
+            allowed_git_sources=parser.strings("allowed-git-sources"),
+            allowed_helm_repositories=parser.strings("allowed-helm-repositories"),
+            allowed_oci_repositories=parser.strings("allowed-oci-repositories"),
             problems=tuple(parser.finish()),
             table=table,
         )
@@ -212,6 +222,23 @@ class PolicyConfig:
             if cluster_list.valid:
                 found += _cluster_list_findings(cluster_list, cluster, clusters)
         return found
+
+    # --- what the source allowlists allow ---
+
+    def source_url_allowed(self, kind: str, url: str) -> bool:
+        """Whether a source URL of `kind` ("git", "helm", "oci") is on its allowlist. Git URLs compare as host/path
+        (the SSH and HTTPS spellings of one repository are one source); Helm and OCI URLs as canonical URLs (scheme
+        and host lower case, no trailing slash), exactly: a prefix is no match."""
+        if url_credentials(url) is not None:
+            return False
+        if kind == "git":
+            return git_url_key(url) in {git_url_key(u) for u in self.allowed_git_sources}
+        allowed = self.allowed_helm_repositories if kind == "helm" else self.allowed_oci_repositories
+        return canonical_url(url) in {canonical_url(u) for u in allowed}
+
+
+SOURCE_ALLOWLISTS = {"git": "allowed-git-sources", "helm": "allowed-helm-repositories",
+                     "oci": "allowed-oci-repositories"}
 
 
 class _Parser:

@@ -105,14 +105,16 @@ def _serial_floor(settings: Settings, clusters: list[str]):
     """Each rendered release of every cluster, to render bare with the Helm SDK, one after the other: the floor.
     None when no chart is at hand."""
     from airflow_gitops.helm_controller.chart import PROCESS
+    from airflow_gitops.policy_config import PolicyConfig
 
     calls = []
+    policies = PolicyConfig.load(settings.repo)
     for cluster in clusters:
         state = render_cluster(settings, cluster)
         for release in state.releases:
             if release.unrendered_reason:
                 continue
-            chart = PROCESS.load(settings, state, release.helmrelease)
+            chart = PROCESS.load(settings, state, release.helmrelease, policies)
             path = PROCESS.path_of(chart)
             calls.append((chart, path, release))
     if not calls:
