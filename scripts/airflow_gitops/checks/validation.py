@@ -12,6 +12,7 @@ from airflow_gitops.checks.registry import CheckedCluster, run_checks
 from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, RenderError
 from airflow_gitops.parallel import WorkerCrashed, run_in_order
 from airflow_gitops.pipeline import render_cluster
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings
 from airflow_gitops.source.provenance import SourceIndex
 
@@ -42,6 +43,7 @@ class Report:
 
 def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None = None,
                      require_charts: bool = False) -> Report:
+    """Render the cluster and run every check on it, each handed the policy configuration the index parsed."""
     index = index or SourceIndex(settings.repo)
     state = render_cluster(settings, cluster, charts=True, index=index)
     report = Report(cluster, state, list(dict.fromkeys(state.findings)))
@@ -50,7 +52,7 @@ def validate_cluster(settings: Settings, cluster: str, index: SourceIndex | None
     checked = [*state.resources, *chart_objects, *policies.pod_template_resources(chart_objects)]
     report.objects_checked = len(checked)
     subject = CheckedCluster(
-        settings, state, index, policies.PolicyConfig.load(settings.repo), folder,
+        settings, state, index, index.policies, folder,
         schemas.kubernetes_schemas(state.variables.get("kubernetes_version") or DEFAULT_KUBERNETES_VERSION),
         schemas.crd_schemas(folder), checked, require_charts)
     findings, report.checks_off = run_checks(subject)
@@ -64,11 +66,13 @@ ExtraFindings = Callable[[Settings, str], list[Finding]]
 
 
 def validate_clusters(settings: Settings, clusters: list[str], require_charts: bool = False,
-                      extra: ExtraFindings | None = None) -> int:
+                      extra: ExtraFindings | None = None, policies: PolicyConfig | None = None) -> int:
     """Each cluster validated in a worker process (one per core), its output printed in cluster order exactly as
-    a serial run prints it; the exit code: 2 if a cluster could not be rendered, 1 on errors, else 0."""
+    a serial run prints it; the exit code: 2 if a cluster could not be rendered, 1 on errors, else 0. The policy
+    configuration is parsed once, here or by the caller, and handed to every cluster."""
     failed = broken = False
-    tasks = [(settings, cluster, require_charts, extra) for cluster in clusters]
+    policies = policies if policies is not None else PolicyConfig.load(settings.repo)
+    tasks = [(settings, cluster, require_charts, extra, policies) for cluster in clusters]
     for cluster, (outcome, error) in zip(clusters, run_in_order(report_cluster, tasks), strict=True):
         if error is not None:
             if not isinstance(error, WorkerCrashed):
@@ -81,10 +85,10 @@ def validate_clusters(settings: Settings, clusters: list[str], require_charts: b
 
 
 def report_cluster(settings: Settings, cluster: str, require_charts: bool, extra: ExtraFindings | None,
-                   index: SourceIndex | None = None) -> str:
+                   policies: PolicyConfig | None = None, index: SourceIndex | None = None) -> str:
     """Validate one cluster and print its report: "broken" (not rendered), "failed" (errors) or "ok"."""
     try:
-        report = validate_cluster(settings, cluster, index=index or SourceIndex(settings.repo),
+        report = validate_cluster(settings, cluster, index=index or SourceIndex(settings.repo, policies),
                                   require_charts=require_charts)
         if extra is not None:
             report.findings += extra(settings, cluster)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from airflow_gitops.checks.policy_config import policy_config_changes
 from airflow_gitops.commands._common import add_cluster_argument, warn
 from airflow_gitops.model import Finding, RenderError
 from airflow_gitops.operate.version_change import version_report
+from airflow_gitops.policy_config import policy_config_changes
 from airflow_gitops.rendered_diff import differing, rendered_objects, unified
 from airflow_gitops.settings import Settings
 from airflow_gitops.source.containment import check_cluster_name

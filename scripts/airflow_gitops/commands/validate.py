@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from airflow_gitops.checks.policy_config import policy_config_changes
 from airflow_gitops.checks.registry import describe
 from airflow_gitops.checks.validation import validate_clusters
 from airflow_gitops.commands._common import clusters_of
 from airflow_gitops.model import WARNING, Finding
 from airflow_gitops.operate.version_change import version_change
+from airflow_gitops.policy_config import PolicyConfig, changes
 from airflow_gitops.settings import Settings, add_common_options
 from airflow_gitops.source.git import base_tree
 
@@ -26,23 +26,24 @@ def configure(parser) -> None:
                         help="also check the change from REF (e.g. origin/main): Airflow version, schema, backup")
 
 
-def policy_changes(settings: Settings, ref: str) -> list[Finding]:
+def policy_changes(settings: Settings, policies: PolicyConfig, ref: str) -> list[Finding]:
     """Every change of the policy table since `ref`, for the reviewer. Warnings, not errors: the table's owners
     approve it (.github/CODEOWNERS), and the strict loader already refuses a table that turns checks off silently."""
     with base_tree(settings, ref) as base:
-        return [dataclasses.replace(f, severity=WARNING) for f in policy_config_changes(base.repo, settings.repo)]
+        return [dataclasses.replace(f, severity=WARNING) for f in changes(PolicyConfig.load(base.repo), policies)]
 
 
 def run(args) -> int:
     settings = Settings.from_args(args)
+    policies = PolicyConfig.load(settings.repo)  # the one parse of the policy table; every cluster is handed it
     if args.list_checks:
-        print("\n".join(describe(settings)))
+        print("\n".join(describe(settings, policies)))
         return 0
     if args.cluster is None:
         raise SystemExit("give a cluster (a folder under clusters/) or `all`, or --list-checks")
     clusters = clusters_of(settings, args.cluster, allow_all=True)
     if args.base:
-        for finding in policy_changes(settings, args.base):
+        for finding in policy_changes(settings, policies, args.base):
             print(f"policy: {finding}")
     extra = functools.partial(version_change, ref=args.base) if args.base else None
-    return validate_clusters(settings, clusters, args.require_charts, extra)
+    return validate_clusters(settings, clusters, args.require_charts, extra, policies)

@@ -37,7 +37,7 @@ def referenced_variables(text: str) -> list[str]:
 
 @dataclass
 class Substitution:
-    """envsubst on one text, for inputs Flux never parses as YAML (the AWS templates of checks/aws.py)."""
+    """envsubst on one text, for inputs Flux never parses as YAML (the AWS templates of aws_templates.py)."""
 
     variables: dict[str, str]
     # Variables used without a value or default: kustomize-controller in strict mode (2.9's default) fails.
@@ -87,7 +87,7 @@ def _field_at(text: str, offset: int) -> str:
         elif node.start_mark.index <= offset < max(node.end_mark.index, node.start_mark.index + 1):
             found[:] = path
 
-    walk(yaml.compose(text, Loader=yaml.SafeLoader), [])
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), [])  # type: ignore[arg-type]  # a failing text is not empty
     return field_path(found)
 
 

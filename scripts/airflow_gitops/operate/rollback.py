@@ -118,7 +118,7 @@ def plan(settings: Settings, commit: str, cluster: str | None, remote: str, bran
     if live is None:
         raise Refused(f"the commit changes clusters {', '.join(touched) or '(none)'}: name the live one with --cluster")
     summary.append(f"live cluster: {live} (kubectl/flux use the current context)")
-    backs_up = set(downgrade.backup_clusters(repo))
+    backs_up = {c for c in cluster_names(repo) if downgrade.takes_backup(repo, c)}
     chain = kustomization_chain(settings, live)
     push = [Run(["git", "push", remote, f"HEAD:{branch}"]), *reconcile_plan(chain),
             *wait_release_ready(namespace, release)]

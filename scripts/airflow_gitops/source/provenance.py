@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops.model import ERROR, Finding
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source import bounds, containment
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
@@ -19,8 +20,12 @@ HASH_SUFFIX = re.compile(r"-[bcdfghkmt2-9]{10}$")
 
 
 class SourceIndex:
-    def __init__(self, repo: Path):
+    """The repository as one run reads it: every YAML file once, and the policy configuration, parsed once (pass
+    `policies` when the caller parsed it already, as `validate all` does for all its clusters)."""
+
+    def __init__(self, repo: Path, policies: PolicyConfig | None = None):
         self.repo = repo
+        self.policies = policies if policies is not None else PolicyConfig.load(repo)
         self._by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
         # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
@@ -86,7 +91,8 @@ class SourceIndex:
                       if isinstance(doc.get(key), list) and isinstance(g, dict)]
         for generator in generators:
             inputs = []
-            for entry in generator.get("files") if isinstance(generator.get("files"), list) else []:
+            files = generator.get("files")
+            for entry in files if isinstance(files, list) else []:
                 source = str(entry).split("=", 1)[-1]
                 try:
                     inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
