@@ -40,6 +40,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from string import Template
+from typing import Any
 
 import yaml
 
@@ -58,7 +59,7 @@ STORAGE_CLASS = "standard"
 
 # Like the clusters' node pools: a general pool, and the high-CPU pool (on EKS a Karpenter NodePool tainted
 # node-pool=high-cpu:NoSchedule, infrastructure/configs/eks/node-pools.yaml) that parallel_dag's pod_override asks for.
-NODES = (
+NODES: tuple[dict[str, Any], ...] = (
     {"name": "live-general-1", "labels": {}, "taints": [], "cpu": "8", "memory": "32Gi"},
     {"name": "live-high-cpu-1", "labels": {"node-pool": "high-cpu"},
      "taints": [{"key": "node-pool", "value": "high-cpu", "effect": "NoSchedule"}], "cpu": "16", "memory": "32Gi"},
@@ -343,10 +344,8 @@ class Cluster:
             "--bind-address=127.0.0.1", f"--secure-port={p['scheduler']}",
             "--leader-elect=false", "--profiling=false",
         ])
-        for name in ("kube-controller-manager", "kube-scheduler"):
-            port = p["controller-manager" if name == "kube-controller-manager" else "scheduler"]
-            wait_until(f"{name} /healthz", lambda n=name, port=port: self._check_alive(n) and _https_ok(
-                f"https://127.0.0.1:{port}/healthz"), 60)
+        for name, port in (("kube-controller-manager", p["controller-manager"]), ("kube-scheduler", p["scheduler"])):
+            self._wait_healthy(name, f"https://127.0.0.1:{port}/healthz", _https_ok)
         # The controller manager's serviceaccount controller makes `default` in every namespace; pods need it.
         wait_until("ServiceAccount default/default", lambda: self.kubectl("get", "serviceaccount", "default",
                                                                           check=False).returncode == 0, 60)
@@ -430,8 +429,10 @@ class Cluster:
             ], env={"KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": FLUX_NAMESPACE,
                     "HOME": str(self.layout.root / "home"), "TMPDIR": str(self.layout.root / "home")})
         for controller in CONTROLLERS:
-            url = f"http://127.0.0.1:{p[controller + '-health']}/readyz"
-            wait_until(f"{controller} /readyz", lambda c=controller, u=url: self._check_alive(c) and _http_ok(u), 60)
+            self._wait_healthy(controller, f"http://127.0.0.1:{p[controller + '-health']}/readyz", _http_ok)
+
+    def _wait_healthy(self, name: str, url: str, probe: Callable[[str], bool], timeout: float = 60) -> None:
+        wait_until(f"{name} {url.rsplit('/', 1)[-1]}", lambda: self._check_alive(name) and probe(url), timeout)
 
     def _start_sources(self, repo: Path, charts: dict[str, Path], helm: Path) -> None:
         publish_worktree(repo, self.layout.bare_repository)
