@@ -42,7 +42,7 @@ def chart_packages() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def live_tools() -> dict[str, Path]:
     if tools.go_binary() is None:
-        unavailable("Go is not installed; the cluster's parts are built from Go modules (README 'The local cluster')")
+        unavailable("Go is not installed; the cluster's parts are built from Go modules (docs/live-cluster.md)")
     try:
         return tools.build_all()
     except tools.ToolsUnavailable as error:

@@ -1,4 +1,4 @@
-"""`airflow-gitops live tools|up|down|status`: the local Kubernetes and Flux cluster (README "The local cluster").
+"""`airflow-gitops live tools|up|down|status`: the local Kubernetes and Flux cluster (docs/live-cluster.md).
 
 `tools` builds the parts from Go modules into the cache (once per version; `--list` and `--path NAME` build
 nothing). `up` starts the cluster in DIR (default `.live/` in the repository, gitignored) and bootstraps Flux on
