@@ -107,7 +107,7 @@ def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
     found = set()
     for release in cluster.state.releases:
         for source in HelmRelease.parse(release.helmrelease).values_from:
-            if source.kind == "ConfigMap":
+            if source.kind == "ConfigMap" and source.name is not None:
                 found.add((release.helmrelease.namespace, source.name))
     return found
 
