@@ -9,6 +9,7 @@ cluster's logs are and the last lines of each; every wait is listed, with its du
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,14 @@ def unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
+def cluster_folder(name: str) -> Path:
+    """A folder for one cluster outside pytest's temporary directories, which another pytest session on the machine
+    may clean up while this one still runs (it keeps only the last three)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"airflow-gitops-{name}-"))
+    FOLDERS.append(folder)
+    return folder
+
+
 def chart_packages() -> dict[str, Path]:
     shared = REPO.parent / "shared" / "charts"
     return live.default_charts(shared) if shared.is_dir() else {}
@@ -54,7 +63,7 @@ def live_cluster(live_tools, tmp_path_factory) -> live.Cluster:
     charts = chart_packages()
     if "airflow" not in charts:
         unavailable(f"CHART NOT AVAILABLE: no Airflow chart package in {REPO.parent / 'shared' / 'charts'}")
-    cluster = live.Cluster(tmp_path_factory.mktemp("live-cluster"))
+    cluster = live.Cluster(cluster_folder("live-cluster"))
     _CLUSTERS.append(cluster)
     try:
         cluster.up(REPO, charts=charts, log=lambda line: None)
@@ -62,7 +71,11 @@ def live_cluster(live_tools, tmp_path_factory) -> live.Cluster:
         cluster.down()
         pytest.fail(f"the live cluster did not start: {error}\nlogs: {cluster.layout.logs}", pytrace=False)
     yield cluster
-    cluster.down()
+    cluster.down(purge=not FAILED)
+
+
+FAILED: list[str] = []
+FOLDERS: list[Path] = []
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +87,8 @@ def waits() -> Waits:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.failed:
+        FAILED.append(item.nodeid)
     if report.when == "call" and report.failed and _CLUSTERS:
         cluster = _CLUSTERS[-1]
         report.sections.append(("live cluster", f"logs: {cluster.layout.logs}"))
@@ -82,6 +97,9 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
+    kept = [str(folder) for folder in FOLDERS if folder.exists()]
+    if kept:
+        terminalreporter.write_line(f"live cluster folders kept for a look (a test failed): {', '.join(kept)}")
     if WAITS.entries:
         terminalreporter.section("live cluster: what the tests waited for")
         for what, seconds in WAITS.entries:

@@ -6,8 +6,8 @@ import ast
 import subprocess
 import sys
 
-from airflow_gitops.operate import airflow_versions
-from airflow_gitops.operate.airflow_migration_heads import GENERATED_FROM, REVISION_HEADS
+from airflow_gitops import airflow_versions
+from airflow_gitops.airflow_migration_heads import GENERATED_FROM, REVISION_HEADS
 
 from tests.rollback.airflow_venvs import airflow_venv
 

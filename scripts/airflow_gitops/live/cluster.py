@@ -223,8 +223,11 @@ class Cluster:
     # --- up ------------------------------------------------------------------------------------------------
 
     def up(self, repo: Path, *, charts: dict[str, Path], log: Callable[[str], None] = print,
-           bootstrap: bool = True) -> None:
-        """Start everything and bootstrap Flux on `repo`'s working tree (committed or not)."""
+           bootstrap: bool = True, real_pods: tuple[str, ...] = (), overlays: tuple[Path, ...] = ()) -> None:
+        """Start everything and bootstrap Flux on `repo`'s working tree (committed or not). Job pods whose
+        `component` label is in `real_pods` are left for a real kubelet player (live/kubelet.py): kwok makes them
+        Running but never completes them. Each of `overlays` is a YAML list of patches appended to the bootstrap
+        Kustomization's (scripts/live/flux-system.yaml), for what one test needs (shorter intervals, say)."""
         if self.running():
             raise LiveError(f"a local cluster already runs from {self.layout.root}: stop it with `make live-down`")
         bins = {name: tools.require_tool(name) for name in (
@@ -234,7 +237,8 @@ class Cluster:
             if sub in ("pki", "etcd", "sources/git", "sources/charts", "artifacts"):
                 shutil.rmtree(self.layout.root / sub, ignore_errors=True)
             (self.layout.root / sub).mkdir(parents=True, exist_ok=True)
-        self.state = {"ports": free_ports(_PORTS), "pids": {}, "started": time.time(), "repo": str(repo)}
+        self.state = {"ports": free_ports(_PORTS), "pids": {}, "started": time.time(), "repo": str(repo),
+                      "real_pods": list(real_pods), "overlays": [str(p) for p in overlays]}
         self._save()
         timings: dict[str, float] = {}
         started = time.monotonic()
@@ -361,7 +365,17 @@ class Cluster:
         for name in files:
             text = (stage_root / name).read_text()
             # kwok's volume stages select claims of its own class; here they serve the class kind provides.
-            documents.append(text.replace("'kwok-volume'", f"'{STORAGE_CLASS}'"))
+            text = text.replace("'kwok-volume'", f"'{STORAGE_CLASS}'")
+            real = self.state.get("real_pods") or []
+            if name.endswith("pod-complete.yaml") and real:
+                # Job pods that a real kubelet player runs are not completed by kwok.
+                marker = "    - key: '.metadata.ownerReferences.[].kind'"
+                if marker not in text:
+                    raise LiveError(f"kwok's {name} changed: cannot exclude the pods a real kubelet plays")
+                exclude = ("    - key: '.metadata.labels.component'\n      operator: 'NotIn'\n      values:\n"
+                           + "".join(f"      - '{component}'\n" for component in real))
+                text = text.replace(marker, exclude + marker)
+            documents.append(text)
         return "---\n".join(documents)
 
     def _start_kwok(self, kwok: Path) -> None:
@@ -456,7 +470,14 @@ class Cluster:
                          "labels": {"app.kubernetes.io/managed-by": "live-up", "reconcile.fluxcd.io/watch": "Enabled"}},
             "data": {"git_url": self.git_url, "git_branch": BRANCH},
         }])
-        self.apply(list(yaml.safe_load_all(bootstrap_manifest(self.git_url, self.charts_url, charts))))
+        objects = list(yaml.safe_load_all(bootstrap_manifest(self.git_url, self.charts_url, charts)))
+        root = next(o for o in objects if o["kind"] == "Kustomization")
+        for overlay in self.state.get("overlays") or []:
+            patches = yaml.safe_load(Path(overlay).read_text())
+            if not isinstance(patches, list):
+                raise LiveError(f"{overlay}: expected a YAML list of Kustomization patches")
+            root["spec"]["patches"].extend(patches)
+        self.apply(objects)
 
     # --- client --------------------------------------------------------------------------------------------
 
