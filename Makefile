@@ -90,7 +90,7 @@ reconcile: setup-tool ## Reconcile CLUSTER's Flux Kustomizations with their sour
 	$(GITOPS) reconcile $(CLUSTER) $(if $(DRY_RUN),--dry-run)
 
 rollback: setup-tool ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
-	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 # The local cluster (docs/live-cluster.md): Kubernetes and Flux built from Go modules, run on 127.0.0.1.
 live-tools: setup-tool ## Build etcd, Kubernetes, kwok, Flux, flux and helm from Go modules (cached by version)

@@ -66,7 +66,7 @@ def live_cluster(live_tools, tmp_path_factory) -> live.Cluster:
     cluster = live.Cluster(cluster_folder("live-cluster"))
     _CLUSTERS.append(cluster)
     try:
-        cluster.up(REPO, charts=charts, log=lambda line: None)
+        cluster.up(REPO, charts=charts, log=lambda line: None, die_with_parent=True)
     except Exception as error:
         cluster.down()
         pytest.fail(f"the live cluster did not start: {error}\nlogs: {cluster.layout.logs}", pytrace=False)

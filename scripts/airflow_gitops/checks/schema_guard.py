@@ -1,7 +1,7 @@
 """The Airflow release never runs an older Airflow on a newer schema, and never rolls a schema's code back.
 
 Helm cannot roll a database schema back, and only the newer Airflow's code can undo its own migrations. The design
-(docs/choices.md "A release that never rolls the schema's code back") has four parts in Git, and this check keeps
+(docs/choices.md) has four parts in Git, and this check keeps
 each of them in place, on every cluster:
 
 1. The HelmRelease's annotation `airflow-gitops.io/schema-version` is the release that introduced the migration

@@ -201,7 +201,8 @@ class Cluster:
         with log.open("ab") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env={**_base_env(), **(env or {})}, cwd=self.layout.root,
-                                       start_new_session=True)
+                                       start_new_session=True,
+                                       preexec_fn=_die_with_parent if self.state.get("die_with_parent") else None)
         self.state.setdefault("pids", {})[name] = process.pid
         self._save()
 
@@ -223,11 +224,14 @@ class Cluster:
     # --- up ------------------------------------------------------------------------------------------------
 
     def up(self, repo: Path, *, charts: dict[str, Path], log: Callable[[str], None] = print,
-           bootstrap: bool = True, real_pods: tuple[str, ...] = (), overlays: tuple[Path, ...] = ()) -> None:
+           bootstrap: bool = True, real_pods: tuple[str, ...] = (), overlays: tuple[Path, ...] = (),
+           die_with_parent: bool = False) -> None:
         """Start everything and bootstrap Flux on `repo`'s working tree (committed or not). Job pods whose
         `component` label is in `real_pods` are left for a real kubelet player (live/kubelet.py): kwok makes them
         Running but never completes them. Each of `overlays` is a YAML list of patches appended to the bootstrap
-        Kustomization's (scripts/live/flux-system.yaml), for what one test needs (shorter intervals, say)."""
+        Kustomization's (scripts/live/flux-system.yaml), for what one test needs (shorter intervals, say). With
+        `die_with_parent` every process ends when this one does, however it ends (tests; `make live-up` leaves
+        the cluster running)."""
         if self.running():
             raise LiveError(f"a local cluster already runs from {self.layout.root}: stop it with `make live-down`")
         bins = {name: tools.require_tool(name) for name in (
@@ -238,7 +242,8 @@ class Cluster:
                 shutil.rmtree(self.layout.root / sub, ignore_errors=True)
             (self.layout.root / sub).mkdir(parents=True, exist_ok=True)
         self.state = {"ports": free_ports(_PORTS), "pids": {}, "started": time.time(), "repo": str(repo),
-                      "real_pods": list(real_pods), "overlays": [str(p) for p in overlays]}
+                      "real_pods": list(real_pods), "overlays": [str(p) for p in overlays],
+                      "die_with_parent": die_with_parent}
         self._save()
         timings: dict[str, float] = {}
         started = time.monotonic()
@@ -530,6 +535,13 @@ class Cluster:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
 
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TZ")

@@ -2,7 +2,7 @@
 steps that survive failure. commands/rollback.py prints it (--dry-run) or runs it.
 
 Equal Airflow versions or equal migration heads: one revert. A revert that would lower Airflow across different
-heads takes two steps (docs/operate.md "Rolling back Airflow", docs/choices.md "A rollback that survives failure"):
+heads takes two steps (docs/operate.md "Rolling back Airflow", docs/choices.md):
 
 - step 1 commits the schema-rollback values layer (the newer Airflow named outright, every component at 0, the
   migrate Job's pod annotation that makes it downgrade with the newer code) and the HelmRelease annotation
