@@ -10,6 +10,8 @@ fluxcd/pkg, fluxcd/cli-utils kstatus):
    so helm-controller (or kustomize-controller, for substituteFrom) is not told about it.
 3. `unchecked_readiness`: a `wait: true` Kustomization that applies a custom resource kstatus cannot judge reports
    Ready before the resource is.
+4. `unprotected_data`: an object that holds data, applied by a Kustomization with `prune: true`, is deleted by the
+   commit that takes it out of Git, a `git revert` included (tests/live/test_prune.py shows both on the cluster).
 """
 
 from __future__ import annotations
@@ -330,3 +332,71 @@ def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -
             f"Add to spec.healthCheckExprs: {entry}"
             + ("" if suggestion else " (read the status fields from its CRD; if its status has nothing to wait "
                "for, add the kind to NO_READINESS in scripts/airflow_gitops/live_state.py with the reason)"))
+
+
+# --- 4. objects that hold data, under prune ------------------------------------------------------------------------
+
+# kustomize-controller v1.9 deleteObjects: a stale object whose label or annotation says so is left in place (and
+# dropped from the inventory) instead of deleted (fluxcd/pkg ssa DeleteAll, utils.AnyInMetadata).
+PRUNE_KEY = "kustomize.toolkit.fluxcd.io/prune"
+PRUNE_DISABLED = "disabled"
+# Kinds whose deletion deletes data: a CloudNativePG Cluster takes its PVCs with it (they carry its ownerReference,
+# and the garbage collector follows it); a PVC takes its volume where the class reclaims with Delete.
+DATA_KINDS = {("postgresql.cnpg.io", "Cluster"), ("", "PersistentVolumeClaim")}
+# A CloudNativePG Database drops its database when deleted only with this reclaim policy (the default is retain).
+DATABASE_DROPPED = "delete"
+
+
+def unprotected_data(resources: list[Resource], releases: Iterable[ReleaseRender]) -> list[Finding]:
+    """Every object that holds data, or whose deletion deletes data, and that a Kustomization with prune: true
+    would delete once it leaves Git: a CloudNativePG Cluster, a PersistentVolumeClaim, a Database with
+    `databaseReclaimPolicy: delete`, and a Namespace that holds any of them (or a StatefulSet's volume claims):
+    deleting a Namespace deletes everything in it. Each must carry `kustomize.toolkit.fluxcd.io/prune: disabled`."""
+    pruning = {ks.applier: ks for ks in kustomizations(resources) if ks.prune}
+    everything = [*resources, *(obj for release in releases for obj in release.objects)]
+    holding = {}
+    for obj in everything:
+        if _holds_data(obj):
+            holding.setdefault(obj.namespace, obj)
+    findings: list[Finding] = []
+    for obj in resources:
+        ks = pruning.get(obj.applied_by)
+        if ks is None or _prune_disabled(obj.obj, ks):
+            continue
+        if obj.kind == "Namespace" and api_group(obj.api_version) == "" and obj.name in holding:
+            held = holding[obj.name]
+            why = (f"it holds {held.kind} {held.namespace}/{held.name}, and deleting a Namespace deletes everything "
+                   "in it")
+        elif _holds_data(obj) and obj.kind != "StatefulSet":
+            why = {"Cluster": "deleting it deletes its PVCs, and so the database (they carry its ownerReference)",
+                   "PersistentVolumeClaim": "deleting it frees its volume, which a Delete reclaim policy destroys",
+                   "Database": f"its databaseReclaimPolicy is {DATABASE_DROPPED}: deleting it drops the database"
+                   }[obj.kind]
+        else:
+            continue
+        findings.append(Finding(
+            ERROR, obj.source_file, obj.ref, f"metadata.annotations[{PRUNE_KEY}]",
+            f"{ks.applier} has prune: true, so the commit that takes this {obj.kind} out of Git (a git revert "
+            f"included) deletes it, and {why}. Annotate it {PRUNE_KEY}: {PRUNE_DISABLED}: Flux then leaves it in "
+            "place when it leaves Git, and deleting it stays a deliberate `kubectl delete`", "prune-protection"))
+    return findings
+
+
+def _holds_data(obj: Resource) -> bool:
+    key = (api_group(obj.api_version), obj.kind)
+    spec = obj.obj.get("spec") if isinstance(obj.obj.get("spec"), dict) else {}
+    if key in DATA_KINDS:
+        return True
+    if key == ("postgresql.cnpg.io", "Database"):
+        return str(spec.get("databaseReclaimPolicy", "")).lower() == DATABASE_DROPPED
+    return key == ("apps", "StatefulSet") and bool(spec.get("volumeClaimTemplates"))
+
+
+def _prune_disabled(obj: dict[str, Any], ks: Kustomization) -> bool:
+    """fluxcd/pkg ssa utils.AnyInMetadata on the applied object: its own label or annotation, or the Kustomization's
+    commonMetadata, which kustomize-controller sets on every object it applies."""
+    meta = obj.get("metadata") or {}
+    common = ks.common_metadata
+    values = [(meta.get("labels") or {}).get(PRUNE_KEY), (meta.get("annotations") or {}).get(PRUNE_KEY),
+              *((common.labels.get(PRUNE_KEY), common.annotations.get(PRUNE_KEY)) if common else ())]
+    return any(isinstance(v, str) and v.lower() == PRUNE_DISABLED for v in values)

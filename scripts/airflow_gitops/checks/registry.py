@@ -212,6 +212,9 @@ CHECKS: list[Check] = [
                                                           c.index.generator_inputs)),
     Check("readiness", "a healthCheckExprs entry for every custom resource kind a Kustomization waits for",
           lambda c: live_state.unchecked_readiness(c.state.resources)),
+    Check("prune-protection", "kustomize.toolkit.fluxcd.io/prune: disabled on every object that holds data under a "
+          "pruning Kustomization (database Clusters, PVCs, their Namespace)",
+          lambda c: live_state.unprotected_data(c.state.resources, c.state.releases)),
     Check("values-schema", "composed values against the chart's values schema, and no unknown top-level key",
           _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
     Check("values-secret", "no secret in plain chart values (the chart's password fields)",
