@@ -177,6 +177,8 @@ class ReleaseRender:
     unrendered_reason: str | None = None
     chart_values_keys: set[str] | None = None
     chart_schema: dict[str, Any] | None = None
+    # The chart's NOTES.txt rendered with the release's values (what `helm install` prints), when it has one.
+    notes: str | None = None
 
 
 @dataclass

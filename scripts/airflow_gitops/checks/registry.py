@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_gitops.checks import (
     aws,
+    deprecated_values,
     live_state,
     ownership,
     pod_security,
@@ -204,6 +205,9 @@ CHECKS: list[Check] = [
           lambda c: live_state.unchecked_readiness(c.state.resources)),
     Check("values-schema", "composed values against the chart's values schema, and no unknown top-level key",
           _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
+    Check("values-deprecated", "no value the chart marks deprecated (its values.schema.json, its rendered NOTES.txt)",
+          _per_release(lambda c, release: deprecated_values.deprecated_values(release,
+                                                                              c.values_file_of_release(release)))),
     Check("values-secret", "no secret in plain chart values (the chart's password fields)",
           _per_release(lambda c, release: policies.values_secrets(release, c.values_file_of_release(release)))),
     Check("airflow-contract", "the Airflow release keeps the platform contract (executor, git-sync, secrets, version)",

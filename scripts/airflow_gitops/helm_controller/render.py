@@ -155,6 +155,8 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
             cache.put(key, manifests)
     objects: list[Resource] = []
     for template, text in sorted(manifests.items()):
+        if template == f"{chart.name}/templates/NOTES.txt":  # the chart's own; Helm prints no subchart's
+            release.notes = text
         if template.endswith("NOTES.txt") or not text.strip():
             continue
         try:
