@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import RenderError, load_yaml_all
+from airflow_gitops.model import RenderError
 from airflow_gitops.source import bounds
+from airflow_gitops.source.bounds import load_yaml_all
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 

@@ -1,4 +1,6 @@
-"""Objects as Flux would apply them, and findings that name the file, the object and the field."""
+"""Objects as Flux would apply them, and findings that name the file, the object and the field.
+
+The leaf of the package: it imports nothing of it, so every layer can use it (tests/structure/test_import_rules.py)."""
 
 from __future__ import annotations
 
@@ -6,21 +8,6 @@ import base64
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from airflow_gitops.source import bounds
-
-
-def load_yaml_all(text: str, source: str = "(YAML)", kubernetes: bool = False) -> list[Any]:
-    """The one YAML loader (libyaml, bounded: depth, alias expansion, size, duplicate keys); `source` names
-    the input in its errors. `kubernetes` for a kustomize or Helm output: typed as Flux and Kubernetes read it."""
-    return [doc for doc in bounds.load_all(text, source, kubernetes) if doc is not None]
-
-
-def load_yaml(text: str, source: str = "(YAML)", kubernetes: bool = False) -> Any:
-    docs = bounds.load_all(text, source, kubernetes)
-    if len(docs) > 1:
-        raise bounds.YamlBoundError(f"{source}: expected a single YAML document, found {len(docs)}")
-    return docs[0] if docs else None
 
 
 def mapping(node: Any) -> dict[str, Any]:

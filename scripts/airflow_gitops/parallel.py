@@ -21,8 +21,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 PARALLEL_ENV = "AIRFLOW_GITOPS_PARALLEL"
-# Imported by the forkserver before it forks a worker: the engine, never the Helm SDK (see above).
-_PRELOAD = ["airflow_gitops.checks.validation", "airflow_gitops.commands.validate"]
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 
@@ -117,13 +115,15 @@ def _replay_warning(name: str, level: int, message: str) -> None:
     logging.getLogger(name).log(level, message)
 
 
-def _executor(size: int) -> ProcessPoolExecutor:
+def _executor(size: int, task: Callable[..., Any]) -> ProcessPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size < size:
         shutdown()
         if "helm_python" in sys.modules:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(_PRELOAD)
+            # Imported by the forkserver before it forks a worker: the task's module (the engine, never the Helm
+            # SDK, see above), named by the caller rather than here, which is below every caller.
+            context.set_forkserver_preload([task.__module__])
         else:
             context = multiprocessing.get_context("fork")
         _pool, _pool_size = ProcessPoolExecutor(max_workers=size, mp_context=context), size
@@ -146,7 +146,7 @@ def run_in_order(task: Callable[..., Any], args_list: list[tuple]) -> Iterator[t
         for args in args_list:
             yield task(*args), None
         return
-    pool = _executor(size)
+    pool = _executor(size, task)
     futures = [pool.submit(_run_captured, task, args) for args in args_list]
     broken = False
     for future, args in zip(futures, args_list, strict=True):
@@ -171,7 +171,7 @@ def run_in_order(task: Callable[..., Any], args_list: list[tuple]) -> Iterator[t
 
 def _run_alone(task: Callable[..., Any], args: tuple):
     """One task in a pool of its own (the pool is shut down after); WorkerCrashed if its worker dies."""
-    pool = _executor(1)
+    pool = _executor(1, task)
     try:
         return pool.submit(_run_captured, task, args).result()
     except BrokenProcessPool as error:

@@ -23,7 +23,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RUNNER = Path(__file__).resolve().parent / "dag_test_runner.py"
 
 _SESSION_HOME = tempfile.mkdtemp(prefix="airflow-gitops-tests-home-")
@@ -108,9 +107,9 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def user_api():
     """A real HTTP server on 127.0.0.1 serving the recorded randomuser.me payload at /api/."""
-    from airflow_gitops.commands.dev import UserApiStandIn
+    from airflow_gitops.dev.stand_ins import RECORDED_PAYLOAD, UserApiStandIn
 
-    with UserApiStandIn(FIXTURES / "randomuser.json") as server:
+    with UserApiStandIn(RECORDED_PAYLOAD) as server:
         yield server
 
 

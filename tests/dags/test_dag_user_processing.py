@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from airflow_gitops.dev.stand_ins import RECORDED_PAYLOAD
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "randomuser.json"
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 if str(DAGS_DIR) not in sys.path:
     sys.path.append(str(DAGS_DIR))
@@ -32,7 +32,7 @@ EXPECTED_ROW = {
 
 
 def test_flatten_user_takes_the_courses_fields_from_a_randomuser_payload():
-    assert flatten_user(json.loads(FIXTURE.read_text())) == EXPECTED_ROW
+    assert flatten_user(json.loads(RECORDED_PAYLOAD.read_text())) == EXPECTED_ROW
 
 
 def test_flatten_user_refuses_an_empty_answer():
@@ -46,7 +46,7 @@ def _rows(url: str) -> list[tuple]:
 
 
 def test_user_processing_end_to_end_twice(run_dag, pg_url, user_api):
-    from airflow_gitops.commands.dev import http_connection, postgres_connection
+    from airflow_gitops.dev.stand_ins import http_connection, postgres_connection
 
     run_dag.connections = {
         "postgres": postgres_connection(pg_url),

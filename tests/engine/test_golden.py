@@ -6,9 +6,10 @@ Kustomizations, a few manifests, values files) and its expected outputs:
 - `args` in case.toml is an `airflow-gitops` command line, run with `--repo <case>` in a subprocess (the CLI is the
   engine's most stable entry point); its stdout is compared with `expected.yaml`, its exit code and stderr with
   `expected.txt`.
-- A `diff` case has two trees, `base/` and `head/`, compared with the diff functions (`diff.rendered_objects` and
-  `diff.unified`, what `airflow-gitops diff` prints) into `expected.txt`. Those functions, not the `diff` command: the
-  command also reports the Airflow version change, which needs an `airflow` HelmRelease these fixtures do not have.
+- A `diff` case has two trees, `base/` and `head/`, compared with the diff functions (`rendered_diff.rendered_objects`
+  and `rendered_diff.unified`, what `airflow-gitops diff` prints) into `expected.txt`. Those functions, not the `diff`
+  command: the command also reports the Airflow version change, which needs an `airflow` HelmRelease these fixtures do
+  not have.
 
 Charts come only from `tests/testdata/charts/` through `--chart NAME=PATH` (`{charts}` in args), never from the
 network or AIRFLOW_GITOPS_CHARTS, so every case renders in CI too. Nothing here reads clusters/, apps/ or
@@ -29,7 +30,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from airflow_gitops.commands import diff
+from airflow_gitops import rendered_diff
 from airflow_gitops.settings import CACHE_ENV, CHARTS_ENV, Settings
 
 from tests.helpers import REPO
@@ -65,8 +66,8 @@ def run_cli(case: Path, args: list[str], cache: Path) -> tuple[str, str]:
 
 def run_diff(case: Path, args: list[str], cache: Path) -> str:
     cluster = args[1]
-    sides = [diff.rendered_objects(Settings(case / side, cache_dir=cache), cluster) for side in ("base", "head")]
-    return portable("".join(diff.unified(*sides, ref="base")), cache)
+    sides = [rendered_diff.rendered_objects(Settings(case / side, cache_dir=cache), cluster) for side in ("base", "head")]
+    return portable("".join(rendered_diff.unified(*sides, ref="base")), cache)
 
 
 def compare(golden: Path, actual: str) -> None:

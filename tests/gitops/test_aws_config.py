@@ -11,6 +11,7 @@ from pathlib import Path
 
 import botocore.session
 import pytest
+from airflow_gitops import aws_templates
 from airflow_gitops.checks import aws
 from airflow_gitops.checks.validation import validate_cluster
 from botocore.validate import ParamValidator
@@ -192,7 +193,7 @@ def test_validate_rejects_a_data_action_on_star(repo_copy):
 # --- IAM policies --------------------------------------------------------------------------------------
 
 def policy_files() -> list[Path]:
-    return sorted((REPO / aws.IAM_DIR).glob("*.json"))
+    return sorted((REPO / aws_templates.IAM_DIR).glob("*.json"))
 
 
 def test_there_is_one_policy_per_identity():
@@ -201,19 +202,19 @@ def test_there_is_one_policy_per_identity():
 
 @pytest.mark.parametrize("path", policy_files(), ids=lambda p: p.name)
 def test_parliament_finds_nothing(path):
-    policy = json.dumps(aws.render_json_template(path, eks_variables()))
+    policy = json.dumps(aws_templates.render_json_template(path, eks_variables()))
     assert [(f.issue, f.detail) for f in analyze_policy_string(policy).findings] == []
 
 
 def test_parliament_catches_a_misspelled_action():
-    policy = (REPO / aws.IAM_DIR / "task-logs.json").read_text().replace("s3:GetObject", "s3:GetObjects")
-    text, _ = aws.fill(policy, eks_variables(), "test")
+    policy = (REPO / aws_templates.IAM_DIR / "task-logs.json").read_text().replace("s3:GetObject", "s3:GetObjects")
+    text, _ = aws_templates.fill(policy, eks_variables(), "test")
     assert [f.issue for f in analyze_policy_string(text).findings] == ["UNKNOWN_ACTION"]
 
 
 @pytest.mark.parametrize("path", policy_files(), ids=lambda p: p.name)
 def test_no_data_action_on_a_star_resource(path):
-    assert aws.wildcard_data_statements(aws.render_json_template(path, eks_variables())) == []
+    assert aws.wildcard_data_statements(aws_templates.render_json_template(path, eks_variables())) == []
 
 
 @pytest.mark.parametrize("resource", ["*", "arn:aws:s3:::*", "arn:aws:secretsmanager:eu-west-1:111122223333:*"])
@@ -225,7 +226,7 @@ def test_a_data_action_on_a_star_resource_is_caught(resource):
 
 
 def test_each_policy_names_one_bucket_prefix_or_secret():
-    resources = {p.stem: sorted({r for s in aws.render_json_template(p, eks_variables())["Statement"]
+    resources = {p.stem: sorted({r for s in aws_templates.render_json_template(p, eks_variables())["Statement"]
                                  for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])})
                  for p in policy_files()}
     logs, backups = eks_variables()["logs_bucket"], eks_variables()["backups_bucket"]
@@ -261,10 +262,10 @@ S3_OPERATIONS = {
 }
 
 
-@pytest.mark.parametrize(("subcommand", "name"), [(s, n) for s, _, n in aws.BUCKET_SETTINGS] +
-                         [("put-bucket-lifecycle-configuration", n) for n in aws.LIFECYCLE.values()])
+@pytest.mark.parametrize(("subcommand", "name"), [(s, n) for s, _, n in aws_templates.BUCKET_SETTINGS] +
+                         [("put-bucket-lifecycle-configuration", n) for n in aws_templates.LIFECYCLE.values()])
 def test_s3_settings_are_valid_requests(subcommand, name):
-    data = aws.render_json_template(REPO / aws.S3_DIR / name, eks_variables())
+    data = aws_templates.render_json_template(REPO / aws_templates.S3_DIR / name, eks_variables())
     operation, member = S3_OPERATIONS.get(subcommand, ("PutBucketLifecycleConfiguration", "LifecycleConfiguration"))
     if member == "Policy":
         data = json.dumps(data)
@@ -278,14 +279,14 @@ def test_a_broken_s3_setting_is_caught():
 
 
 def test_buckets_are_encrypted_private_versioned_and_tls_only():
-    load = lambda name: aws.render_json_template(REPO / aws.S3_DIR / name, eks_variables())  # noqa: E731
+    load = lambda name: aws_templates.render_json_template(REPO / aws_templates.S3_DIR / name, eks_variables())  # noqa: E731
     assert load("encryption.json")["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert set(load("public-access-block.json").values()) == {True}
     assert load("versioning.json") == {"Status": "Enabled"}
     deny = load("tls-only-policy.json")["Statement"][0]
     assert (deny["Effect"], deny["Action"], deny["Condition"]) == (
         "Deny", "s3:*", {"Bool": {"aws:SecureTransport": "false"}})
-    for name in aws.LIFECYCLE.values():
+    for name in aws_templates.LIFECYCLE.values():
         rules = load(name)["Rules"]
         assert all(r["Status"] == "Enabled" for r in rules)
         assert any(r.get("NoncurrentVersionExpiration") for r in rules), name
@@ -293,14 +294,15 @@ def test_buckets_are_encrypted_private_versioned_and_tls_only():
 
 def test_backups_are_not_expired_by_s3_but_by_cloudnative_pg_retention():
     """An S3 expiration could delete a base backup that the WAL chain of a kept one needs: CNPG prunes."""
-    rules = aws.render_json_template(REPO / aws.S3_DIR / aws.LIFECYCLE["db-backups"], eks_variables())["Rules"]
+    lifecycle = REPO / aws_templates.S3_DIR / aws_templates.LIFECYCLE["db-backups"]
+    rules = aws_templates.render_json_template(lifecycle, eks_variables())["Rules"]
     assert not any((r.get("Expiration") or {}).get("Days") for r in rules)
     assert render("eks").find("ObjectStore", "airflow-db-s3", "airflow").obj["spec"]["retentionPolicy"] == "30d"
 
 
 def test_budget_files_are_valid_requests():
-    budget = aws.render_json_template(REPO / aws.BUDGET_DIR / "budget.json", eks_variables())
-    notifications = aws.render_json_template(REPO / aws.BUDGET_DIR / "notifications.json", eks_variables())
+    budget = aws_templates.render_json_template(REPO / aws_templates.BUDGET_DIR / "budget.json", eks_variables())
+    notifications = aws_templates.render_json_template(REPO / aws_templates.BUDGET_DIR / "notifications.json", eks_variables())
     assert request_errors("budgets", "CreateBudget", {"AccountId": "111122223333", "Budget": budget,
                                                       "NotificationsWithSubscribers": notifications}) == ""
     assert {s["Address"] for n in notifications for s in n["Subscribers"]} == {"ops@example.com"}

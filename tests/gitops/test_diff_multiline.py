@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops.cli import main
-from airflow_gitops.commands.diff import BLOCK_HEADER, MASK, NO_FINAL_NEWLINE, as_text, differing, masked, unified
+from airflow_gitops.rendered_diff import BLOCK_HEADER, MASK, NO_FINAL_NEWLINE, as_text, differing, masked, unified
 
 from tests.gitops.test_rollback_and_diff import git
 from tests.helpers import airflow_release, edit

@@ -36,7 +36,8 @@ from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.render import render_limits
 from airflow_gitops.helm_controller.render_cache import chart_digest
-from airflow_gitops.model import ReleaseRender, load_yaml_all
+from airflow_gitops.model import ReleaseRender
+from airflow_gitops.source.bounds import load_yaml_all
 
 from tests.helpers import REPO, make_settings, render
 

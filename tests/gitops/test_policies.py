@@ -87,7 +87,8 @@ def test_secret_value_in_chart_values(repo_copy):
 def test_password_in_a_connection_url_in_values(repo_copy):
     edit(repo_copy, "charts-values/airflow/common.yaml", '"host": "randomuser.me"', '"host": "u:p@randomuser.me"')
     edit(repo_copy, "charts-values/airflow/common.yaml", "value: '{\"conn_type\"", "value: 'http://user:pw@x/ {\"conn_type\"")
-    assert only(errors(repo_copy), r"^charts-values/airflow/common.yaml: .*: env\[0\].value: a URL with a password")
+    assert only(errors(repo_copy), r"^charts-values/airflow/common.yaml: .*: env\[0\].value: secret value in plain "
+                                   r"chart values: .*a URL with a password")
 
 
 @pytest.mark.parametrize("image, ok", [

@@ -402,10 +402,10 @@ def test_rendered_airflow_containers_run_the_tested_airflow(repo):
     ("apache/airflow:3", False), ("docker.io/apachee/airflow:3.3.2", False), ("ghcr.io/cloudnative-pg.evil/x:1.0", False),
 ])
 def test_image_rules(image, ok):
-    from airflow_gitops.checks.policy_config import value
     from airflow_gitops.checks.supply_chain import image_problems
+    from airflow_gitops.policy_config import PolicyConfig
 
-    assert (image_problems(image, value(REPO, "allowed-image-registries")) == []) is ok
+    assert (image_problems(image, list(PolicyConfig.load(REPO).allowed_image_registries)) == []) is ok
 
 
 # --- 3. workflows are pinned ---------------------------------------------------------------------------
@@ -566,7 +566,7 @@ def test_exemption_needs_a_reason(repo):
 
 
 def test_policy_config_changes_are_findings(repo):
-    from airflow_gitops.checks.policy_config import policy_config_changes
+    from airflow_gitops.policy_config import policy_config_changes
 
     edit(repo, "pyproject.toml", 'require-resource-requests = ["eks"]', "require-resource-requests = []")
     found = [str(f) for f in policy_config_changes(REPO, repo)]

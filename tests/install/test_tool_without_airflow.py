@@ -18,8 +18,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from airflow_gitops.checks.policies import PolicyConfig
 from airflow_gitops.checks.validation import validate_cluster
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import CHARTS_ENV
 
 from tests.helpers import REPO, make_settings, schemas_dir

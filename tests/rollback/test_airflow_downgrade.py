@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow_gitops.commands.rollback import plan
 from airflow_gitops.operate import airflow_versions
 from airflow_gitops.operate.downgrade import LAYER, airflow_at
 from airflow_gitops.operate.plans import Write
+from airflow_gitops.operate.rollback import plan
 from airflow_gitops.settings import Settings
 
 from tests.helpers import commit_all, free_port, git, make_settings

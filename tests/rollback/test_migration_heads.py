@@ -44,6 +44,6 @@ def test_a_release_newer_than_the_table_is_unknown_and_counts_as_differing():
 
 def test_render_validate_and_diff_do_not_import_airflow():
     code = ("import sys; import airflow_gitops.commands.validate, airflow_gitops.commands.diff, "
-            "airflow_gitops.commands.rollback, airflow_gitops.operate.downgrade; "
+            "airflow_gitops.commands.rollback, airflow_gitops.operate.rollback, airflow_gitops.rendered_diff; "
             "sys.exit(1 if any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -1,6 +1,6 @@
-"""The AWS side of a cluster, kept in Git but never applied by Flux: eksctl's ClusterConfig, IAM policies,
-S3 bucket settings and the budget under infrastructure/aws/. Their `${var}`s come from the cluster's
-cluster-vars, substituted as Flux substitutes the manifests, so one value is written once.
+"""Checks of the AWS side of a cluster, kept in Git but never applied by Flux: eksctl's ClusterConfig, IAM policies,
+S3 bucket settings and the budget under infrastructure/aws/, filled with the cluster's cluster-vars as `eks up`
+fills them (aws_templates.py).
 
 Checks (all findings, none stops at the first): the ClusterConfig against eksctl's JSON schema; its name,
 region and Kubernetes version equal cluster-vars; its IRSA service accounts are exactly those the rendered
@@ -17,46 +17,17 @@ from typing import Any
 import jsonschema
 import yaml
 
+from airflow_gitops.aws_templates import AWS_DIR, IAM_DIR, cluster_config_file, fill
 from airflow_gitops.kustomize_controller.api import kustomizations
-from airflow_gitops.kustomize_controller.postbuild import Substitution
-from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, ReleaseRender, RenderError, Resource, field_path
+from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, ReleaseRender, Resource, field_path
 
-AWS_DIR = "infrastructure/aws"
-IAM_DIR = f"{AWS_DIR}/iam"
-S3_DIR = f"{AWS_DIR}/s3"
-BUDGET_DIR = f"{AWS_DIR}/budget"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 EKSCTL_SCHEMA_GLOB = "eksctl-*/clusterconfig.schema.json"
 CLUSTER_OBJECT = "ClusterConfig"
-# S3 settings eks-up applies to both buckets: (s3api subcommand, its option, template in infrastructure/aws/s3).
-# The lifecycle differs per bucket purpose.
-BUCKET_SETTINGS = [
-    ("put-public-access-block", "--public-access-block-configuration", "public-access-block.json"),
-    ("put-bucket-encryption", "--server-side-encryption-configuration", "encryption.json"),
-    ("put-bucket-versioning", "--versioning-configuration", "versioning.json"),
-    ("put-bucket-policy", "--policy", "tls-only-policy.json"),
-]
-LIFECYCLE = {"task-logs": "lifecycle-task-logs.json", "db-backups": "lifecycle-db-backups.json"}
-
 
 # Chart value section -> the service account the official Airflow chart names `<release>-<suffix>`.
 AIRFLOW_CHART_ACCOUNTS = {"scheduler": "scheduler", "dagProcessor": "dag-processor", "apiServer": "api-server",
                           "triggerer": "triggerer", "workers": "worker"}
-
-
-def cluster_config_file(cluster: str) -> str:
-    """Convention: the eksctl config of clusters/<cluster> is infrastructure/aws/<cluster>/cluster.yaml."""
-    return f"{AWS_DIR}/{cluster}/cluster.yaml"
-
-
-def fill(text: str, variables: dict[str, str], where: str) -> tuple[str, list[str]]:
-    """`${var}` substitution as Flux's post-build does; returns the text and the names that have no value."""
-    substitution = Substitution(variables)
-    try:
-        result = substitution.text(text, where)
-    except RenderError as error:
-        return text, [error.message]
-    return result, [name for name, _ in substitution.missing]
 
 
 def load_cluster_config(repo: Path, cluster: str, variables: dict[str, str]) -> tuple[dict[str, Any] | None,
@@ -311,19 +282,6 @@ def validate_aws(repo: Path, cluster: str, state: ClusterState, schema_folder: P
 
 def _config_ref(config: dict[str, Any]) -> str:
     return f"{CLUSTER_OBJECT} {(config.get('metadata') or {}).get('name', '?')}"
-
-
-# --- templates eks-up applies ------------------------------------------------------------------------
-
-def render_json_template(path: Path, variables: dict[str, str]) -> Any:
-    """A JSON template with `${var}`s filled; a missing variable is an error naming the file."""
-    text, missing = fill(path.read_text(), variables, path.name)
-    if missing:
-        raise RenderError(f"variable ${{{missing[0]}}} has no value", file=str(path))
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RenderError(f"broken JSON: {error}", file=str(path)) from error
 
 
 DATA_ACTION = re.compile(r"^(s3:(Get|Put|Delete|Abort|Restore|Replicate)Object|secretsmanager:GetSecretValue|"

@@ -24,8 +24,9 @@ from typing import Any
 from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
-from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, load_yaml_all
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource
 from airflow_gitops.operate.latency import seconds
+from airflow_gitops.source.bounds import load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
 

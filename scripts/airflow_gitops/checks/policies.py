@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml, mapping, pod_templates
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping, pod_templates
 from airflow_gitops.notification_controller.api import Receiver
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source.api import HelmChart
+from airflow_gitops.source.bounds import load_yaml
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s]+@")
 POD_TEMPLATE_KEY = "pod_template_file.yaml"
 # Chart values that would put a secret in Git; each has a *SecretName/secret alternative.
 SECRET_VALUES = [
@@ -24,33 +22,6 @@ SECRET_VALUES = [
     ("dags", "gitSync", "sshKey"), ("createUserJob", "defaultUser", "password"),
     ("webserver", "defaultUser", "password"), ("registry", "connection", "pass"), ("redis", "password"),
 ]
-
-
-@dataclass
-class PolicyConfig:
-    airflow_release: str = "airflow"
-    require_resource_requests: list[str] = field(default_factory=list)
-    secrets_from_external_secrets: list[str] = field(default_factory=list)
-    airflow_version: str | None = None
-
-    @classmethod
-    def load(cls, repo: Path) -> PolicyConfig:
-        try:
-            pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            pyproject = {}  # policy_config.check reports it, naming the file
-        options = (pyproject.get("tool") or {}).get("airflow-gitops", {}).get("policies", {})
-        # The pin lives in the `dags` extra (the tool itself needs no Airflow); look in every requirement list.
-        project = pyproject.get("project", {})
-        requirements = [project.get("dependencies", []), *project.get("optional-dependencies", {}).values()]
-        pinned = next((d.split("==", 1)[1].strip() for group in requirements for d in group
-                       if d.replace(" ", "").startswith("apache-airflow==")), None)
-        return cls(
-            airflow_release=options.get("airflow-release", "airflow"),
-            require_resource_requests=list(options.get("require-resource-requests", [])),
-            secrets_from_external_secrets=list(options.get("secrets-from-external-secrets", [])),
-            airflow_version=pinned,
-        )
 
 
 def finding(resource: Resource, path: list[Any] | str, message: str, check: str) -> Finding:
@@ -163,11 +134,6 @@ def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
             findings.append(Finding(ERROR, values_file_of(list(path)), f"values of {release.helmrelease.ref}",
                                     ".".join(path), "a secret in plain values: name a Secret instead "
                                     "(e.g. fernetKeySecretName, dags.gitSync.sshKeySecret)", "plaintext-secret"))
-    for path, text in _strings(release.values, []):
-        if CREDENTIALS_IN_URL.search(text):
-            findings.append(Finding(ERROR, values_file_of(path), f"values of {release.helmrelease.ref}",
-                                    field_path(path), "a URL with a password in plain values: take it from a "
-                                    "Secret (chart value `secret:` or `extraEnvFrom`)", "plaintext-secret"))
     return findings
 
 

@@ -17,21 +17,21 @@ from airflow_gitops.checks import (
     aws,
     deprecated_values,
     live_state,
+    object_size,
     ownership,
     pod_security,
     policies,
-    policy_config,
     schemas,
     secret_values,
     sops,
+    sources,
     storage,
     supply_chain,
 )
-from airflow_gitops.checks.policies import PolicyConfig
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings
-from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
 from airflow_gitops.source.repository import cluster_names
 
@@ -70,9 +70,6 @@ class CheckedCluster:
 
     def values_file_of_release(self, release: ReleaseRender) -> Callable[[Any], str]:
         return lambda path: self.values_file_of(release, path)
-
-    def setting(self, key: str) -> list[str]:
-        return list(policy_config.value(self.repo, key, []) or [])
 
 
 @dataclass(frozen=True)
@@ -115,14 +112,14 @@ def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
 
 
 def _airflow_images(cluster: CheckedCluster) -> list[Finding]:
-    repositories = cluster.setting("airflow-image-repositories")
+    repositories = list(cluster.config.airflow_image_repositories)
     return [f for release in cluster.airflow_releases
             for f in supply_chain.airflow_images(release, repositories, cluster.config.airflow_version,
                                                  cluster.values_file_of_release(release))]
 
 
 def _dags_repository(cluster: CheckedCluster) -> list[Finding]:
-    repositories = cluster.setting("dags-repositories")
+    repositories = list(cluster.config.dags_repositories)
     return [f for release in cluster.airflow_releases
             for f in supply_chain.dags_repository(release, cluster.state.variables, cluster.state.resources,
                                                   repositories, cluster.values_file_of_release(release))]
@@ -159,25 +156,30 @@ CHECKS: list[Check] = [
     Check("pod-security", "Pod Security Standards: baseline everywhere, restricted for Airflow; Namespace labels",
           _pod_security),
     Check("policy-config", "the policy configuration itself: known keys, no empty list, every cluster listed or exempt",
-          lambda c: policy_config.check(c.repo, c.name, cluster_names(c.repo))),
+          lambda c: c.config.findings(c.name, cluster_names(c.repo))),
     Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment",
           lambda c: supply_chain.pinned_actions(c.repo)),
     Check("bootstrap-folder", "clusters/<cluster>/flux-system/ holds only what flux bootstrap writes",
           lambda c: supply_chain.bootstrap_folder([r for r in c.state.resources if r.applied_by == ROOT_APPLIER],
                                                   c.name)),
+    Check("source-origin", "every source Flux fetches is the cluster's own repository or an allowed URL, without "
+                           "credentials; references resolved as Flux resolves them",
+          lambda c: sources.sources(c.state.all_resources, c.config, c.name)),
     Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
           lambda c: supply_chain.chart_pins(c.state.resources)),
     Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",
-          lambda c: [*supply_chain.rendered_images(c.checked, c.setting("allowed-image-registries")),
-                     *supply_chain.post_renderer_images(c.state.resources, c.setting("allowed-image-registries")),
+          lambda c: [*supply_chain.rendered_images(c.checked, list(c.config.allowed_image_registries)),
+                     *supply_chain.post_renderer_images(c.state.resources, list(c.config.allowed_image_registries)),
                      *[f for release in c.state.releases
-                       for f in supply_chain.values_images(release, c.setting("allowed-image-registries"),
+                       for f in supply_chain.values_images(release, list(c.config.allowed_image_registries),
                                                            c.values_file_of_release(release))]]),
     Check("sops", "SOPS-encrypted Secrets carry valid SOPS metadata and a Kustomization that decrypts them",
           lambda c: sops.check(c.state.resources)),
-    Check("secret-value", "no secret value outside a Secret: chart values, env, connections, ConfigMaps",
-          lambda c: [*_per_release(_values_secrets)(c), *secret_values.git_secrets(c.state.resources,
-                                                                                 _values_configmaps(c))]),
+    Check("secret-value", "no secret outside a Secret: by its shape in every string of Git, values and chart output; "
+          "by its key in env, config, ConfigMaps, post-build variables, connections and arguments",
+          lambda c: [*_per_release(_values_secrets)(c),
+                     *secret_values.git_secrets(c.state.resources, _values_configmaps(c)),
+                     *secret_values.rendered_secrets(c.state.releases)]),
     Check("airflow-image", "Airflow's own images are the tested Airflow, from airflow-image-repositories",
           _airflow_images),
     Check("dags-source", "git-sync takes DAGs only from dags-repositories and the cluster's git_url",
@@ -188,7 +190,7 @@ CHECKS: list[Check] = [
     Check("aws-config", "the AWS side (eksctl ClusterConfig, IAM, S3, budget) matches the cluster",
           lambda c: aws.validate_aws(c.repo, c.name, c.state, c.schema_folder, c.values_file_of)),
     Check("object-size", "no ConfigMap/Secret data over 1 MiB, no object over etcd's 1.5 MiB",
-          lambda c: bounds.object_sizes(c.checked)),
+          lambda c: object_size.object_sizes(c.checked)),
     Check("ownership", "one owner per object: never two Kustomizations, or one and a HelmRelease",
           lambda c: ownership.double_owners(c.state.all_resources)),
     Check("resource-requests", "every container requests CPU and memory",
@@ -218,26 +220,11 @@ CHECKS: list[Check] = [
 ]
 
 
-def cluster_list(settings: Settings, key: str) -> tuple[list[str], dict[str, str]]:
-    """The clusters a policy-config cluster list names, and its exemptions {cluster: reason}."""
-    listed = policy_config.value(settings.repo, key, []) or []
-    exemptions = (policy_config.value(settings.repo, "exemptions", {}) or {})
-    exempt = exemptions.get(key) if isinstance(exemptions, dict) else None
-    return ([c for c in listed if isinstance(c, str)] if isinstance(listed, list) else [],
-            {str(k): str(v) for k, v in exempt.items()} if isinstance(exempt, dict) else {})
-
-
-def off_reason(settings: Settings, check: Check, cluster: str) -> str | None:
+def off_reason(config: PolicyConfig, check: Check, cluster: str) -> str | None:
     """Why `check` does not run on `cluster`, or None when it runs."""
     if check.clusters_key is None:
         return None
-    listed, exempt = cluster_list(settings, check.clusters_key)
-    if cluster in listed:
-        return None
-    where = f"{policy_config.FILE} [tool.airflow-gitops.policies.exemptions.{check.clusters_key}]"
-    if cluster in exempt:
-        return f"exempted in {where}: {exempt[cluster]}"
-    return f"not in {check.clusters_key} and not exempted (the policy-config check reports it)"
+    return config.cluster_list(check.clusters_key).off_reason(cluster)
 
 
 def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, str]]]:
@@ -245,7 +232,7 @@ def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, 
     findings: list[Finding] = []
     off: list[tuple[str, str]] = []
     for check in CHECKS:
-        reason = off_reason(cluster.settings, check, cluster.name)
+        reason = off_reason(cluster.config, check, cluster.name)
         if reason is not None:
             off.append((check.name, reason))
             continue
@@ -253,16 +240,19 @@ def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, 
     return findings, off
 
 
-def describe(settings: Settings) -> list[str]:
+def describe(settings: Settings, config: PolicyConfig) -> list[str]:
     """One line per check for `validate --list-checks`: name, clusters, description."""
     clusters = cluster_names(settings.repo)
     lines = []
     width = max(len(check.name) for check in CHECKS)
     for check in CHECKS:
-        if check.clusters_key is None:
+        cluster_list = config.cluster_list(check.clusters_key) if check.clusters_key else None
+        if cluster_list is None:
             applies = "all clusters"
+        elif not cluster_list.valid:
+            applies = f"all clusters ({check.clusters_key} is wrong: see the policy-config check)"
         else:
-            listed, exempt = cluster_list(settings, check.clusters_key)
+            listed, exempt = cluster_list.listed, cluster_list.exempt
             applies = f"{', '.join(listed) or 'no cluster'} ({check.clusters_key})"
             if exempt:
                 applies += f"; off for {', '.join(c for c in clusters if c in exempt) or ', '.join(exempt)}"

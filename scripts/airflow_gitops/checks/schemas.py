@@ -18,6 +18,7 @@ from referencing import Resource as SchemaResource
 
 from airflow_gitops.model import ERROR, UNVALIDATED, Finding, ReleaseRender, Resource, field_path
 from airflow_gitops.settings import SCHEMAS_ENV, Settings
+from airflow_gitops.source import bounds
 
 # Fetched on a networked machine when no schema folder is given; ../shared/schemas holds the same files.
 PINNED_SCHEMA_URLS = {
@@ -265,10 +266,7 @@ def values_file_of(release: ReleaseRender, path: list[Any], repo: Path) -> str:
 
 @lru_cache(maxsize=64)
 def _load_values_file(file: str) -> Any:
-    from airflow_gitops.model import load_yaml
-    from airflow_gitops.source import bounds
-
     try:
-        return load_yaml(bounds.read_text(Path(file), file), file)
+        return bounds.load_file_document(Path(file), file)
     except yaml.YAMLError:
         return None

@@ -12,8 +12,9 @@ import yaml
 
 from airflow_gitops.checks import policies
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, load_yaml_all, mapping, sequence
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping, sequence
 from airflow_gitops.source.api import GitRepository, OCIRepository
+from airflow_gitops.source.bounds import load_yaml_all
 
 # An exact image tag: a version with at least major.minor, optionally a suffix (3.3.2-python3.12, v4.4.2, 17.6).
 EXACT_TAG = re.compile(r"^v?\d+(\.\d+)+([-_+.][0-9A-Za-z][0-9A-Za-z._-]*)?$")

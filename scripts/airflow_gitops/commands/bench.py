@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from airflow_gitops.checks.validation import validate_clusters
 from airflow_gitops.dev import extras
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings, add_common_options
@@ -55,7 +56,6 @@ def _row(label: str, value: float, target: float | None, unit: str = "s") -> str
 
 
 def run(args) -> int:
-    from airflow_gitops.commands.validate import validate_clusters
     from airflow_gitops.operate import latency
 
     settings = Settings.from_args(args)
@@ -104,14 +104,16 @@ def _serial_floor(settings: Settings, clusters: list[str]):
     """Each rendered release of every cluster, to render bare with the Helm SDK, one after the other: the floor.
     None when no chart is at hand."""
     from airflow_gitops.helm_controller.chart import PROCESS
+    from airflow_gitops.policy_config import PolicyConfig
 
     calls = []
+    policies = PolicyConfig.load(settings.repo)
     for cluster in clusters:
         state = render_cluster(settings, cluster)
         for release in state.releases:
             if release.unrendered_reason:
                 continue
-            chart = PROCESS.load(settings, state, release.helmrelease)
+            chart = PROCESS.load(settings, state, release.helmrelease, policies)
             path = PROCESS.path_of(chart)
             calls.append((chart, path, release))
     if not calls:
@@ -195,8 +197,6 @@ def _changed_copy(settings: Settings, release, destination: Path) -> str | None:
 def _ratios(settings: Settings, clusters: list[str], repeat: int) -> bool:
     """`validate all` against the serial floor, side by side (interleaved, warm processes): with an empty render
     cache, with a warm one, and with a warm one after one value changed. True when the cold ratio is over target."""
-    from airflow_gitops.commands.validate import validate_clusters
-
     floor = _serial_floor(settings, clusters)
     if floor is None:
         print("validate all vs the serial floor NOT MEASURED: no chart at hand (give --chart NAME=PATH)",

@@ -5,7 +5,7 @@ What runs (each an ordinary Airflow component, as in the cluster, but with the L
 * a throwaway PostgreSQL 15 on 127.0.0.1 (localpg) holding the metadata DB ``airflow_meta`` and the
   DAGs' data DB ``airflow_data``;
 * a stand-in for the user API (randomuser.me) on 127.0.0.1 serving the recorded payload
-  ``tests/dags/fixtures/randomuser.json``, so user_processing works without internet;
+  (``dev/stand_ins.py``, shared with the DAG tests), so user_processing works without internet;
 * ``airflow db migrate``, then ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``.
 
 AIRFLOW_HOME is ``.airflow-dev/`` (gitignored); component logs are in ``.airflow-dev/logs/dev/``.
@@ -29,92 +29,13 @@ import sys
 import time
 from pathlib import Path
 
+from airflow_gitops.dev.stand_ins import RECORDED_PAYLOAD, UserApiStandIn, http_connection, postgres_connection
+
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_HOME = REPO / ".airflow-dev"
-DEFAULT_PAYLOAD = REPO / "tests" / "dags" / "fixtures" / "randomuser.json"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 META_DB = "airflow_meta"
 DATA_DB = "airflow_data"
-
-
-class UserApiStandIn:
-    """A local stand-in for https://randomuser.me/: GET /api/ (or /api) answers the recorded payload.
-
-    Binds 127.0.0.1 on PORT (0: a free one), serves from a daemon thread; use as a context manager.
-    ``requests`` counts the requests served, for tests.
-    """
-
-    def __init__(self, payload_path: str | os.PathLike[str] = DEFAULT_PAYLOAD, port: int = 0) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        body = Path(payload_path).read_bytes()
-        json.loads(body)  # fail now, not at the first request, if the payload is broken
-        stand_in = self
-        self.requests = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                stand_in.requests += 1
-                if self.path.split("?", 1)[0].rstrip("/") != "/api":
-                    self.send_error(404, "only /api/ is served here")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="user-api-stand-in", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> UserApiStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> UserApiStandIn:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def http_connection(host: str, port: int, *, login: str | None = None, password: str | None = None) -> str:
-    """An AIRFLOW_CONN_* value (JSON form) for an HTTP connection."""
-    conn = {"conn_type": "http", "host": host, "port": port, "schema": "http"}
-    if login:
-        conn.update(login=login, password=password)
-    return json.dumps(conn)
-
-
-def postgres_connection(url: str) -> str:
-    """An AIRFLOW_CONN_* value (JSON form) for a postgresql:// URL."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": parts.hostname,
-            "port": parts.port,
-            "login": unquote(parts.username or ""),
-            "password": unquote(parts.password or ""),
-            "schema": parts.path.lstrip("/"),
-        }
-    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dags", type=Path, default=REPO / "dags", help="DAGs folder (default: %(default)s).")
     parser.add_argument("--pg-dir", type=Path, default=None, help="PostgreSQL directory (default: HOME/pg).")
     parser.add_argument("--password", default="admin", help="The admin user's password (default: %(default)s).")
-    parser.add_argument("--payload", type=Path, default=DEFAULT_PAYLOAD, help="What the user API stand-in serves.")
+    parser.add_argument("--payload", type=Path, default=RECORDED_PAYLOAD, help="What the user API stand-in serves.")
     parser.add_argument("--keep-postgres", action="store_true", help="Leave PostgreSQL running on exit (faster restarts).")
 
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_gitops import aws_templates
 from airflow_gitops.checks import aws
 from airflow_gitops.model import RenderError
 from airflow_gitops.operate import eks_plan
@@ -129,7 +130,7 @@ def _run(args, started: float) -> int:
                   budget_email=getattr(args, "budget_email", ""), budget_usd=getattr(args, "budget_usd", "500"),
                   provided={key: getattr(args, key, "") for key in PROVIDED})
     eks_plan.render_templates(ctx, cluster_only=args.action == "down")
-    print(f"  # templates of {eks_plan.aws.AWS_DIR} filled in under {workdir}")
+    print(f"  # templates of {aws_templates.AWS_DIR} filled in under {workdir}")
     if args.action == "up":
         changed: list[str] = []
         plan = eks_plan.up_plan(ctx, lambda _: write_secret(ctx, secret_keys),

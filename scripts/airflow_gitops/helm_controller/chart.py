@@ -12,10 +12,15 @@ from typing import Any
 
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import WARNING, ClusterState, Finding, Resource
+from airflow_gitops.policy_config import SOURCE_ALLOWLISTS, PolicyConfig
 from airflow_gitops.settings import CHARTS_ENV, Settings
-from airflow_gitops.source.api import parse_source, url_of
+from airflow_gitops.source.api import HelmRepository, parse_source, url_of
 
 log = logging.getLogger(__name__)
+# What a chart name and version in a repository index can be (Helm's chart name rules; SemVer 2 characters). Both
+# become a path in the chart cache, so nothing else, `../` least of all, gets that far.
+CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+CHART_VERSION = re.compile(r"^v?[0-9A-Za-z][0-9A-Za-z.+-]{0,127}$")
 
 
 class ChartUnavailable(Exception):
@@ -35,8 +40,11 @@ class ChartCache:
         # id(loaded chart) -> digest of its content, the render cache's key part (charts stay loaded, ids stable).
         self.digests: dict[int, str] = {}
 
-    def load(self, settings: Settings, state: ClusterState, hr: Resource):
-        """The chart of a HelmRelease: a local override, the cache folder, or its HelmRepository, in that order."""
+    def load(self, settings: Settings, state: ClusterState, hr: Resource, policies: PolicyConfig):
+        """The chart of a HelmRelease: a local override, the cache folder, or its HelmRepository, in that order. A
+        repository is asked only when the policy configuration allows its URL (`allowed-helm-repositories`): a chart
+        from anywhere else is never fetched, so a pull request cannot make the tool connect where it chose (the
+        `source-origin` check reports the URL)."""
         chart = HelmRelease.parse(hr).chart
         if chart is None:
             raise ChartUnavailable("spec.chartRef (OCIRepository/HelmChart) rendering is not supported offline")
@@ -56,7 +64,18 @@ class ChartCache:
         repository = state.find(chart.source_kind, chart.source_name, chart.source_namespace or hr.namespace)
         if repository is None:
             raise ChartUnavailable(f"{chart.source_kind} {chart.source_name} is not applied by this cluster")
-        url = url_of(parse_source(repository))
+        source = parse_source(repository)
+        if not isinstance(source, HelmRepository) or source.type == "oci":
+            raise ChartUnavailable(f"a chart from {repository.kind} {repository.namespace}/{repository.name} "
+                                   f"{'(OCI) ' if isinstance(source, HelmRepository) else ''}is not rendered offline; "
+                                   f"give a local chart: --chart {name}=PATH")
+        url = url_of(source)
+        if not policies.source_url_allowed("helm", url):
+            raise ChartUnavailable(f"not fetched: the URL of HelmRepository {repository.namespace}/{repository.name} "
+                                   f"is not in {SOURCE_ALLOWLISTS['helm']} of the policy configuration")
+        if not (CHART_NAME.match(name) and CHART_VERSION.match(version)):
+            raise ChartUnavailable(f"chart {name!r} version {version!r} is not a chart name and version a repository "
+                                   "serves: not fetched, and no cache path is made of it")
         host = re.sub(r"[^A-Za-z0-9.-]", "_", url.split("://", 1)[-1].strip("/"))
         cached = settings.cache_dir / "charts" / host / f"{name}-{version}.tgz"
         if not cached.exists():

@@ -15,7 +15,7 @@ from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, load_yaml_all
+from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource
 from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -74,7 +74,7 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
             continue
         resource = release.helmrelease
         try:
-            chart = charts.load(settings, state, resource)
+            chart = charts.load(settings, state, resource, index.policies)
         except ChartUnavailable as reason:
             release.unrendered_reason = str(reason)
             releases.append(release)
@@ -106,7 +106,7 @@ def prefetch_releases(settings: Settings, index: SourceIndex, scratch: ClusterSt
             continue
         try:
             release = compose(scratch, index, resource)
-            chart = charts.load(settings, scratch, resource)
+            chart = charts.load(settings, scratch, resource, index.policies)
         except Exception:  # a guess never fails the run: the real render reports what is wrong, in order
             continue
         digest = charts.digests.get(id(chart))
@@ -160,7 +160,8 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
         if template.endswith("NOTES.txt") or not text.strip():
             continue
         try:
-            docs = [doc for manifest in split_manifests(text) for doc in load_yaml_all(manifest, template, kubernetes=True)]
+            docs = [doc for manifest in split_manifests(text)
+                    for doc in bounds.load_yaml_all(manifest, template, kubernetes=True)]
         except yaml.YAMLError as error:
             files = ", ".join(release.values_files) or hr.source_file
             raise RenderError(f"chart {chart.name} rendered YAML that is refused: {error}", files, hr.ref,

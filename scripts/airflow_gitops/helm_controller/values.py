@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, load_yaml, object_data
+from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, object_data
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
 
@@ -52,7 +52,7 @@ def compose(state: ClusterState, index: SourceIndex, hr: Resource) -> ReleaseRen
             continue
         try:
             # As helm-controller reads it (chartutil.ReadValues: sigs.k8s.io/yaml), so a plain date is a string.
-            layer = load_yaml(data[ref.values_key], origin, kubernetes=True) or {}
+            layer = bounds.load_yaml(data[ref.values_key], origin, kubernetes=True) or {}
         except yaml.YAMLError as error:
             raise RenderError(f"values are not YAML: {error}", origin, f"{kind} {ref_name}", ref.values_key) from None
         if not isinstance(layer, dict):

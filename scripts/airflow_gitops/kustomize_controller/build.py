@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops.krusty import has_kustomization, run_kustomize
-from airflow_gitops.model import RenderError, load_yaml_all, mapping
+from airflow_gitops.model import RenderError, mapping
 from airflow_gitops.source import bounds
 
 
@@ -31,7 +31,7 @@ def _holds_objects(file: Path) -> bool:
     """fluxcd/pkg kustomize scanManifests lists every .yaml/.yml file, and fails the whole build on one that
     is not Kubernetes objects (kustomize's resource factory: a kind, and a name unless it is a List)."""
     try:
-        docs = load_yaml_all(bounds.read_text(file, file.name), file.name)
+        docs = bounds.load_file(file, file.name)
     except yaml.YAMLError:
         return True  # let kustomize report the broken file with its own message
     for doc in docs:

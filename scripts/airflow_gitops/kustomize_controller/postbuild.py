@@ -37,7 +37,7 @@ def referenced_variables(text: str) -> list[str]:
 
 @dataclass
 class Substitution:
-    """envsubst on one text, for inputs Flux never parses as YAML (the AWS templates of checks/aws.py)."""
+    """envsubst on one text, for inputs Flux never parses as YAML (the AWS templates of aws_templates.py)."""
 
     variables: dict[str, str]
     # Variables used without a value or default: kustomize-controller in strict mode (2.9's default) fails.

@@ -17,6 +17,7 @@ from airflow_gitops.kustomize_controller.build import build as kustomize_build
 from airflow_gitops.model import ERROR, WARNING, ClusterState, Finding, RenderError, Resource
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import containment
+from airflow_gitops.source.api import source_references
 from airflow_gitops.source.provenance import SourceIndex
 
 BOOTSTRAP_SOURCE = "flux-system"
@@ -147,10 +148,13 @@ def _tell_early_builds(index: SourceIndex, state: ClusterState, next_build: _Bui
 def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomization, sandbox: containment.Sandbox,
                          pool: ThreadPoolExecutor) -> _Build:
     file, ref = ks.resource.source_file, ks.resource.ref
-    if ks.source_kind != "GitRepository" or ks.source_name != BOOTSTRAP_SOURCE:
+    # Only the cluster's own repository is this folder. The reference is resolved as Flux resolves it (its namespace
+    # defaults to the Kustomization's), so `GitRepository/flux-system` named from another namespace, or one of the same
+    # name elsewhere, is another source: its objects are not rendered from here, and checks/sources.py judges it.
+    source = source_references(ks.resource)[0]
+    if not source.is_bootstrap:
         return _Build([Finding(WARNING, file, ref, "spec.sourceRef",
-                               f"source {ks.source_kind}/{ks.source_name} is not this repository; "
-                               "its objects are not rendered", "render")])
+                               f"source {source} is not this repository; its objects are not rendered", "render")])
     path = (settings.repo / ks.path).resolve()
     if not path.is_dir() or settings.repo.resolve() not in (path, *path.parents):
         return _Build([Finding(ERROR, file, ref, "spec.path",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,13 @@ import yaml
 
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
-from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, load_yaml
+from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError
 from airflow_gitops.operate import airflow_versions
 from airflow_gitops.pipeline import render_cluster
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings
+from airflow_gitops.source import git
+from airflow_gitops.source.bounds import load_yaml
 from airflow_gitops.source.provenance import SourceIndex
 
 # The last valuesFrom layer of the Airflow HelmRelease (apps/base/airflow): empty except during step 1.
@@ -111,6 +113,8 @@ def backup_file_text(backup: dict[str, Any]) -> str:
 
 # --- one tree ---------------------------------------------------------------------------------------------
 
+BACKUP_KEY = "backup-before-airflow-change"
+
 
 @dataclass
 class AirflowAt:
@@ -125,10 +129,10 @@ class AirflowAt:
     layer_target: str | None
 
 
-def backup_clusters(repo: Path) -> list[str]:
-    """pyproject `[tool.airflow-gitops.policies] backup-before-airflow-change`: clusters with an object store."""
-    options = tomllib.loads((repo / "pyproject.toml").read_text()).get("tool", {}).get("airflow-gitops", {})
-    return list(options.get("policies", {}).get("backup-before-airflow-change", []))
+def takes_backup(repo: Path, cluster: str) -> bool:
+    """pyproject `[tool.airflow-gitops.policies] backup-before-airflow-change`: clusters with an object store. A
+    list that is wrong counts every cluster (policy_config reads it as strictly as it can)."""
+    return PolicyConfig.load(repo).cluster_list(BACKUP_KEY).off_reason(cluster) is None
 
 
 class NoAirflowRelease(RenderError):
@@ -229,9 +233,9 @@ def analyse(base: Settings, head: Settings, cluster: str, base_ref: str, release
             ERROR, LAYER, change.head.release, "migrateDatabaseJob.args",
             f"step 2 of the rollback to {change.new} must empty this layer again (`{{}}`): left as it is, every "
             "Airflow component stays at 0 replicas", "airflow-downgrade"))
-    takes_backup = (change.direction > 0
+    backup_due = (change.direction > 0
                     or (change.direction == 0 and change.head.layer_target and not change.base.layer_target))
-    if takes_backup and cluster in backup_clusters(head.repo):
+    if backup_due and takes_backup(head.repo, cluster):
         change.findings += backup_findings(change)
     return change
 
@@ -292,22 +296,16 @@ def backup_health_checked(state: ClusterState, applier: str) -> bool:
 
 def raising_commit(repo: Path, ref: str, file: str, version: str) -> str | None:
     """The newest commit at or below `ref` that set `airflowVersion` in `file` to `version`: what to roll back."""
-    import subprocess
-
-    log = subprocess.run(["git", "log", "--format=%H", "-G", "airflowVersion", ref, "--", file], cwd=repo,
-                         capture_output=True, text=True, timeout=60)
-    for sha in log.stdout.split():
+    for sha in git.commits_changing(repo, ref, file, "airflowVersion"):
         if _version_in(repo, f"{sha}:{file}") == version and _version_in(repo, f"{sha}^:{file}") != version:
             return sha[:12]
     return None
 
 
 def _version_in(repo: Path, blob: str) -> str | None:
-    import subprocess
-
-    shown = subprocess.run(["git", "show", blob], cwd=repo, capture_output=True, text=True, timeout=60)
+    shown = git.show(repo, blob)
     try:
-        values = load_yaml(shown.stdout) if shown.returncode == 0 else None
+        values = load_yaml(shown) if shown is not None else None
     except yaml.YAMLError:
         return None
     return str(values.get("airflowVersion")) if isinstance(values, dict) and "airflowVersion" in values else None

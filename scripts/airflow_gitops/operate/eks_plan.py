@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.checks import aws
+from airflow_gitops import aws_templates
 from airflow_gitops.model import RenderError
 
 SECRET_KEYS_HINT = "infrastructure/configs/eks/external-secrets.yaml"
@@ -125,23 +125,25 @@ def render_templates(ctx: Context, cluster_only: bool = False) -> None:
     `down` needs only the cluster's config (eksctl delete cluster -f)."""
     values = ctx.template_variables
     ctx.workdir.mkdir(parents=True, exist_ok=True)
-    text, missing = aws.fill((ctx.repo / aws.cluster_config_file(ctx.cluster)).read_text(), values, "(file)")
+    config_file = aws_templates.cluster_config_file(ctx.cluster)
+    text, missing = aws_templates.fill((ctx.repo / config_file).read_text(), values, "(file)")
     if missing:
-        raise RenderError(f"variable ${{{missing[0]}}} has no value", file=aws.cluster_config_file(ctx.cluster))
+        raise RenderError(f"variable ${{{missing[0]}}} has no value", file=config_file)
     (ctx.workdir / "cluster.yaml").write_text(text)
     if cluster_only:
         return
     for folder in ("iam", "budget"):
         (ctx.workdir / folder).mkdir(exist_ok=True)
-        for template in sorted((ctx.repo / aws.AWS_DIR / folder).glob("*.json")):
-            _write_json(ctx.workdir / folder / template.name, aws.render_json_template(template, values))
+        for template in sorted((ctx.repo / aws_templates.AWS_DIR / folder).glob("*.json")):
+            _write_json(ctx.workdir / folder / template.name, aws_templates.render_json_template(template, values))
+    s3 = ctx.repo / aws_templates.S3_DIR
     for purpose, bucket in (("task-logs", ctx.logs_bucket), ("db-backups", ctx.backups_bucket)):
         (ctx.workdir / "s3" / bucket).mkdir(parents=True, exist_ok=True)
-        for _, _, name in aws.BUCKET_SETTINGS:
+        for _, _, name in aws_templates.BUCKET_SETTINGS:
             _write_json(ctx.workdir / "s3" / bucket / name,
-                        aws.render_json_template(ctx.repo / aws.S3_DIR / name, {**values, "bucket": bucket}))
+                        aws_templates.render_json_template(s3 / name, {**values, "bucket": bucket}))
         _write_json(ctx.workdir / "s3" / bucket / "lifecycle.json",
-                    aws.render_json_template(ctx.repo / aws.S3_DIR / aws.LIFECYCLE[purpose], values))
+                    aws_templates.render_json_template(s3 / aws_templates.LIFECYCLE[purpose], values))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -149,7 +151,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def iam_policy_names(repo: Path) -> list[str]:
-    return [p.stem for p in sorted((repo / aws.IAM_DIR).glob("*.json"))]
+    return [p.stem for p in sorted((repo / aws_templates.IAM_DIR).glob("*.json"))]
 
 
 def identity_command() -> Cmd:
@@ -166,7 +168,7 @@ def up_plan(ctx: Context, write_secret: Callable[[dict[str, str]], None],
         if region != "us-east-1":  # the one region that rejects a LocationConstraint
             create += ["--create-bucket-configuration", f"LocationConstraint={region}"]
         settings = [Cmd(["aws", "s3api", sub, "--bucket", bucket, option, f"file://{work}/s3/{bucket}/{name}"])
-                    for sub, option, name in aws.BUCKET_SETTINGS]
+                    for sub, option, name in aws_templates.BUCKET_SETTINGS]
         settings.append(Cmd(["aws", "s3api", "put-bucket-lifecycle-configuration", "--bucket", bucket,
                              "--lifecycle-configuration", f"file://{work}/s3/{bucket}/lifecycle.json"]))
         steps.append(Step(f"S3 bucket {bucket}", probe=Cmd(["aws", "s3api", "head-bucket", "--bucket", bucket]),

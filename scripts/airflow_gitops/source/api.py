@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow_gitops.model import Resource, mapping, string
+from airflow_gitops.model import Resource, mapping, sequence, string
 
 SOURCE_API = "source.toolkit.fluxcd.io"
 
@@ -127,3 +127,77 @@ def parse_source(resource: Resource) -> Source | None:
 def url_of(source: Source | None) -> str:
     """The URL of a Git, Helm or OCI repository; "" for anything else."""
     return source.url if isinstance(source, GitRepository | HelmRepository | OCIRepository) else ""
+
+
+# --- references to sources, resolved as Flux resolves them ---------------------------------------------------------
+
+# The cluster's own repository: the GitRepository `flux bootstrap` writes in gotk-sync.yaml (on kind, `flux create
+# source git flux-system` makes it on the cluster). (kind, namespace, name).
+BOOTSTRAP_SOURCE = ("GitRepository", "flux-system", "flux-system")
+# The kinds each reference may name (kustomize-controller api/v1 CrossNamespaceSourceReference; helm-controller
+# api/v2 HelmChartTemplateSpec.SourceRef and HelmRelease.Spec.ChartRef; source-controller api/v1 HelmChart
+# LocalHelmChartSourceReference).
+KUSTOMIZATION_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
+CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
+CHART_REF_KINDS = ("OCIRepository", "HelmChart", "ExternalArtifact")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A reference from a Flux object to a source, with the namespace Flux resolves: the one written, else the
+    referring object's own. kustomize-controller getSource (kustomization_controller.go): `sourceNamespace :=
+    obj.GetNamespace(); if obj.Spec.SourceRef.Namespace != "" {...}`; helm-controller HelmChartTemplate.GetNamespace
+    (api/v2) and getSource/getSourceFromOCIRef for spec.chartRef, the same. So a source of the same name in another
+    namespace is another source."""
+
+    kind: str | None
+    namespace: str
+    name: str | None
+    # The field that names it, for findings, and the kinds that field may name.
+    where: str
+    kinds: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str | None, str, str | None]:
+        return self.kind, self.namespace, self.name
+
+    @property
+    def is_bootstrap(self) -> bool:
+        return self.key == BOOTSTRAP_SOURCE
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def source_references(resource: Resource) -> list[SourceRef]:
+    """Every source a Flux object makes Flux fetch: a Kustomization's spec.sourceRef, a HelmRelease's
+    spec.chart.spec.sourceRef or spec.chartRef, a HelmChart's spec.sourceRef, a GitRepository's spec.include[]."""
+    group = resource.api_version.split("/", 1)[0]
+    spec = mapping(resource.obj.get("spec"))
+    # A Kustomization without a namespace is read as in flux-system, as kustomize_controller/api.py reads it.
+    own = resource.namespace or ("flux-system" if resource.kind == "Kustomization" else "default")
+
+    def ref(raw: object, where: str, kinds: tuple[str, ...], local: bool = False) -> SourceRef:
+        node = mapping(raw)
+        namespace = own if local else (string(node.get("namespace")) or own)
+        return SourceRef(string(node.get("kind")), namespace, string(node.get("name")), where, kinds)
+
+    if resource.kind == "Kustomization" and group == "kustomize.toolkit.fluxcd.io":
+        return [ref(spec.get("sourceRef"), "spec.sourceRef", KUSTOMIZATION_SOURCE_KINDS)]
+    if resource.kind == "HelmRelease" and group == "helm.toolkit.fluxcd.io":
+        found = []
+        chart = mapping(mapping(spec.get("chart")).get("spec"))
+        if chart:
+            found.append(ref(chart.get("sourceRef"), "spec.chart.spec.sourceRef", CHART_SOURCE_KINDS))
+        if spec.get("chartRef") is not None:
+            found.append(ref(spec.get("chartRef"), "spec.chartRef", CHART_REF_KINDS))
+        return found
+    if group != SOURCE_API:
+        return []
+    if resource.kind == "HelmChart":
+        return [ref(spec.get("sourceRef"), "spec.sourceRef", CHART_SOURCE_KINDS, local=True)]
+    if resource.kind == "GitRepository":
+        return [SourceRef("GitRepository", own, string(mapping(mapping(include).get("repository")).get("name")),
+                          f"spec.include[{position}].repository", ("GitRepository",))
+                for position, include in enumerate(sequence(spec.get("include")))]
+    return []

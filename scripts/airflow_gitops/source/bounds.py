@@ -1,10 +1,13 @@
-"""Bounds on what a pull request can make the tool read, parse or run: the one YAML loader, subprocess limits,
-and Kubernetes' own object size limits. Every bound names the file that broke it, never a traceback."""
+"""Bounds on what a pull request can make the tool read, parse or run: the one YAML loader and the one reader of a
+repository file (read, bound, parse), and subprocess limits. Every bound names the file that broke it, never a
+traceback."""
 
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import yaml
 
 from airflow_gitops import yamltext
+from airflow_gitops.model import RenderError
 
 # Deepest document in the real inputs: the CRDs of Flux, CloudNativePG and External Secrets reach 31 levels.
 # 100 leaves a wide margin and keeps every recursive step downstream (values merge, deepcopy, YAML dump,
@@ -32,10 +36,6 @@ SUBPROCESS_TIMEOUT_S = 120
 # Address space of a kustomize child: the Go runtime and a large build fit in well under 1 GiB.
 MAX_CHILD_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
 MAX_STDERR_BYTES = 64 * 1024
-# Kubernetes' limits: a ConfigMap's or Secret's data (1 MiB, enforced by the API server) and one object in
-# etcd (--max-request-bytes, 1.5 MiB by default).
-MAX_CONFIG_DATA_BYTES = 1024 * 1024
-MAX_OBJECT_BYTES = 1536 * 1024
 
 
 class YamlBoundError(yaml.YAMLError):
@@ -186,16 +186,36 @@ def read_text(path: Path, source: str) -> str:
         raise YamlBoundError(f"{source}: cannot be read: {error.strerror or error}") from None
 
 
+def load_yaml_all(text: str, source: str = "(YAML)", kubernetes: bool = False) -> list[Any]:
+    """Every non-empty document of a YAML stream, within the bounds; `source` names the input in its errors.
+    `kubernetes` for a kustomize or Helm output: typed as Flux and Kubernetes read it."""
+    return [doc for doc in load_all(text, source, kubernetes) if doc is not None]
+
+
+def load_yaml(text: str, source: str = "(YAML)", kubernetes: bool = False) -> Any:
+    """The one document of a YAML text (None when empty); more than one is an error naming `source`."""
+    docs = load_all(text, source, kubernetes)
+    if len(docs) > 1:
+        raise YamlBoundError(f"{source}: expected a single YAML document, found {len(docs)}")
+    return docs[0] if docs else None
+
+
+def load_file(path: Path, source: str) -> list[Any]:
+    """A repository file's YAML documents: read within MAX_FILE_BYTES as UTF-8, then parsed within the bounds;
+    every error names `source` (its repository path)."""
+    return load_yaml_all(read_text(path, source), source)
+
+
+def load_file_document(path: Path, source: str) -> Any:
+    """A repository file that holds one YAML document (a values file), read and parsed as load_file does."""
+    return load_yaml(read_text(path, source), source)
+
+
 def run_bounded(command: list[str], what: str) -> subprocess.CompletedProcess:
     """A subprocess with a wall clock, an output cap and a memory cap; `what` names the input in the error.
     Output goes to a file, so a runaway child never fills this process's memory; the kernel stops the child
     at the output cap (SIGXFSZ) or the memory cap. Limits are set with prlimit right after the spawn rather
     than in a preexec_fn, which would force a full fork of this (large) process."""
-    import resource
-    import tempfile
-
-    from airflow_gitops.model import RenderError
-
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         with subprocess.Popen(command, stdout=out, stderr=err) as proc:
             try:
@@ -224,40 +244,3 @@ def run_bounded(command: list[str], what: str) -> subprocess.CompletedProcess:
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(command, returncode, out.read(), err.read(MAX_STDERR_BYTES))
-
-
-def object_sizes(resources) -> list:
-    """Objects over Kubernetes' own limits: the API server refuses them, so Flux's apply would fail."""
-    import base64
-    import binascii
-    import json
-
-    from airflow_gitops.model import ERROR, Finding
-
-    findings = []
-    for r in resources:
-        if r.kind in ("ConfigMap", "Secret"):
-            total = 0
-            for field in ("data", "binaryData", "stringData"):
-                values = r.obj.get(field)
-                for key, value in (values.items() if isinstance(values, dict) else []):
-                    text = str(value)
-                    if field == "stringData" or (field == "data" and r.kind == "ConfigMap"):
-                        size = len(text.encode())
-                    else:
-                        try:
-                            size = len(base64.b64decode(text))
-                        except (binascii.Error, ValueError):
-                            size = len(text)
-                    total += len(str(key)) + size
-            if total > MAX_CONFIG_DATA_BYTES:
-                findings.append(Finding(ERROR, r.location, r.ref, "data",
-                                        f"{total:,} bytes of data, over Kubernetes' {MAX_CONFIG_DATA_BYTES:,}-byte "
-                                        f"limit for a {r.kind}", "object-size"))
-                continue
-        size = len(json.dumps(r.obj, separators=(",", ":"), default=str))
-        if size > MAX_OBJECT_BYTES:
-            findings.append(Finding(ERROR, r.location, r.ref, "(root)",
-                                    f"{size:,} bytes as JSON, over etcd's {MAX_OBJECT_BYTES:,}-byte request limit",
-                                    "object-size"))
-    return findings

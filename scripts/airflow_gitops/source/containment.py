@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding, RenderError, load_yaml_all
+from airflow_gitops.model import ERROR, Finding, RenderError
 from airflow_gitops.source import bounds
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -111,7 +110,7 @@ class Checker:
             return
         self.files.add(file)
         try:
-            docs = load_yaml_all(bounds.read_text(kfile, file), file)
+            docs = bounds.load_file(kfile, file)
         except yaml.YAMLError as error:
             self.refuse(file, "(YAML)", f"cannot be read: {_yaml_problem(error)}")
             return
@@ -178,7 +177,7 @@ class Checker:
     def plugin_file(self, path: Path) -> None:
         file = self.rel(path)
         try:
-            docs = load_yaml_all(bounds.read_text(path, file), file)
+            docs = bounds.load_file(path, file)
         except yaml.YAMLError as error:
             self.refuse(file, "(YAML)", f"cannot be read: {_yaml_problem(error)}")
             return
@@ -188,7 +187,7 @@ class Checker:
 
     def inline_plugin(self, base: Path, file: str, where: str, entry: Any) -> None:
         try:
-            docs = load_yaml_all(entry, f"{file}: {where}") if isinstance(entry, str) else [entry]
+            docs = bounds.load_yaml_all(entry, f"{file}: {where}") if isinstance(entry, str) else [entry]
         except yaml.YAMLError as error:
             self.refuse(file, where, f"inline config cannot be read: {_yaml_problem(error)}")
             return
@@ -310,16 +309,6 @@ def output_path(out: Path, kind: str, namespace: str, name: str) -> Path:
     if out.resolve() not in target.resolve().parents:
         raise RenderError(f"refused to write {target}: outside the output folder {out}")
     return target
-
-
-def resolve_commit(repo: Path, ref: str) -> str:
-    """A commit-ish as its full SHA, never as a git option: `--end-of-options` and `^{commit}`."""
-    proc = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-                          cwd=repo, capture_output=True, text=True)
-    sha = proc.stdout.strip()
-    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
-        raise RenderError(f"--base {ref!r} is not a commit of this repository")
-    return sha
 
 
 def check_cluster_name(name: str, known: list[str], allow_all: bool = False) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding, load_yaml_all
+from airflow_gitops.model import ERROR, Finding
+from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source import bounds, containment
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
@@ -19,8 +20,12 @@ HASH_SUFFIX = re.compile(r"-[bcdfghkmt2-9]{10}$")
 
 
 class SourceIndex:
-    def __init__(self, repo: Path):
+    """The repository as one run reads it: every YAML file once, and the policy configuration, parsed once (pass
+    `policies` when the caller parsed it already, as `validate all` does for all its clusters)."""
+
+    def __init__(self, repo: Path, policies: PolicyConfig | None = None):
         self.repo = repo
+        self.policies = policies if policies is not None else PolicyConfig.load(repo)
         self._by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
         # ConfigMap generator name -> (kustomization file, files it reads, as repo paths)
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
@@ -58,7 +63,7 @@ class SourceIndex:
         rel = str(file.relative_to(self.repo))
         self._indexed.add(rel)
         try:
-            docs = load_yaml_all(bounds.read_text(file, rel), rel)
+            docs = bounds.load_file(file, rel)
         except bounds.YamlBoundError as error:
             self.yaml_errors.append(Finding(ERROR, rel, "(YAML)", "(file)", str(error).removeprefix(f"{rel}: "),
                                             "yaml"))
