@@ -21,6 +21,7 @@ from airflow_gitops.checks import (
     ownership,
     pod_security,
     policies,
+    runtime_contract,
     schemas,
     secret_values,
     sops,
@@ -127,7 +128,14 @@ def _dags_repository(cluster: CheckedCluster) -> list[Finding]:
 
 def _airflow_contract(cluster: CheckedCluster) -> list[Finding]:
     findings = [f for release in cluster.airflow_releases
-                for f in policies.airflow_contract(release, cluster.config, cluster.values_file_of_release(release))]
+                for f in [*policies.airflow_contract(release, cluster.config, cluster.values_file_of_release(release)),
+                          *runtime_contract.values_branch(release, cluster.state.variables,
+                                                          cluster.values_file_of_release(release))]]
+    release = next(iter(cluster.airflow_releases), None)
+    contract = runtime_contract.contract_of(release, cluster.state.resources, cluster.state.variables,
+                                            list(cluster.config.airflow_image_repositories),
+                                            cluster.config.airflow_version, list(cluster.config.dags_repositories))
+    findings += runtime_contract.check(release, cluster.checked, contract)
     if not cluster.airflow_releases:
         findings.append(Finding(ERROR, f"clusters/{cluster.name}", f"HelmRelease {cluster.config.airflow_release}",
                                 "(root)", "the cluster installs no Airflow release", "airflow-contract"))
@@ -214,7 +222,8 @@ CHECKS: list[Check] = [
                                                                               c.values_file_of_release(release)))),
     Check("values-secret", "no secret in plain chart values (the chart's password fields)",
           _per_release(lambda c, release: policies.values_secrets(release, c.values_file_of_release(release)))),
-    Check("airflow-contract", "the Airflow release keeps the platform contract (executor, git-sync, secrets, version)",
+    Check("airflow-contract", "the Airflow contract (executor, git-sync repository and branch, tested images, secrets "
+          "by name) in the values and where every container receives it (env, envFrom, airflow.cfg, flags)",
           _airflow_contract),
     Check("chart", "with --require-charts, every HelmRelease's chart rendered", _charts_rendered),
 ]

@@ -15,7 +15,7 @@ from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource
+from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, mapping, sequence
 from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -173,9 +173,9 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
             if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
                 meta["namespace"] = release.namespace
             objects.append(Resource(doc, hr.source_file, f"HelmRelease {hr.namespace}/{hr.name}", template))
-    patches = post_render_patches(hr)
-    if patches:
-        objects = _post_render(objects, patches, hr)
+    post_render_patches(hr)  # refuses what Flux's API has not, before any kustomize run
+    for patches, images in post_renderers(hr):
+        objects = _post_render(objects, patches, hr, images)
     return objects
 
 
@@ -224,12 +224,37 @@ def post_render_patches(hr: Resource) -> list[dict[str, Any]]:
     return patches
 
 
-def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource) -> list[Resource]:
+# The fields of a postRenderers image override (fluxcd/pkg apis/kustomize Image), as helm-controller passes them on.
+IMAGE_FIELDS = ("name", "newName", "newTag", "digest")
+
+
+def post_renderers(hr: Resource) -> list[tuple[list[dict[str, Any]], list[dict[str, str]]]]:
+    """(patches, images) of each spec.postRenderers[].kustomize, in order. helm-controller runs each entry as its own
+    kustomize build over the previous one's output (internal/postrender build.go BuildPostRenderers, Combined;
+    kustomize.go Run: `Images` and `Patches` of one Kustomization), so an image override rewrites what the chart's
+    containers run, as a patch does."""
+    spec = mapping(hr.obj.get("spec"))
+    entries = []
+    for renderer in sequence(spec.get("postRenderers")):
+        kustomize = mapping(mapping(renderer).get("kustomize"))
+        patches = [p for p in sequence(kustomize.get("patches")) if isinstance(p, dict)]
+        images = [{k: str(v) for k, v in image.items() if k in IMAGE_FIELDS and isinstance(v, (str, int, float))}
+                  for image in sequence(kustomize.get("images")) if isinstance(image, dict)]
+        images = [image for image in images if image.get("name")]
+        if patches or images:
+            entries.append((patches, images))
+    return entries
+
+
+def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource,
+                 images: list[dict[str, str]] | None = None) -> list[Resource]:
     templates = {(o.kind, o.namespace, o.name): o.template for o in objects}
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-post-") as tmp:
         Path(tmp, "rendered.yaml").write_text(yaml.safe_dump_all([o.obj for o in objects], sort_keys=False))
-        Path(tmp, "kustomization.yaml").write_text(
-            yaml.safe_dump({"resources": ["rendered.yaml"], "patches": patches}, sort_keys=False))
+        kustomization: dict[str, Any] = {"resources": ["rendered.yaml"], "patches": patches}
+        if images:
+            kustomization["images"] = images
+        Path(tmp, "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
         try:
             patched = run_kustomize(Path(tmp), f"postRenderers of {hr.ref}")
         except RenderError as error:
