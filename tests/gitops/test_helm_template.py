@@ -38,6 +38,7 @@ from airflow_gitops.helm_controller.render import render_limits
 from airflow_gitops.helm_controller.render_cache import chart_digest
 from airflow_gitops.model import ReleaseRender
 from airflow_gitops.source.bounds import load_yaml_all
+from airflow_gitops.source.provenance import SourceIndex
 
 from tests.helpers import REPO, make_settings, render
 
@@ -224,7 +225,7 @@ def differences(helm_objects: list[dict], tool_objects: list[dict]) -> list[str]
 def chart_path(release: ReleaseRender, cluster: str) -> Path:
     settings = make_settings()
     charts = ChartCache()
-    return charts.path_of(charts.load(settings, render(cluster), release.helmrelease))
+    return charts.path_of(charts.load(settings, render(cluster), release.helmrelease, SourceIndex(REPO).policies))
 
 
 def rendered_releases(cluster: str) -> list[ReleaseRender]:
