@@ -331,15 +331,17 @@ def pod_security_errors(repo: Path, cluster: str = "kind") -> list[str]:
 
 
 def test_a_privileged_daemonset_in_git_fails(repo_copy):
+    # kube-system: a namespace the repository does not label, where baseline holds for every pod (the operators'
+    # namespaces enforce restricted).
     (repo_copy / "infrastructure/configs/base/node-agent.yaml").write_text(
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: cnpg-system\nspec:\n"
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: kube-system\nspec:\n"
         "  selector:\n    matchLabels: {app: node-agent}\n  template:\n    metadata:\n      labels: {app: node-agent}\n"
         "    spec:\n      hostNetwork: true\n      containers:\n        - name: agent\n          image: busybox:1.37\n"
         "          securityContext: {privileged: true}\n")
     kustomization = repo_copy / "infrastructure/configs/base/kustomization.yaml"
     kustomization.write_text(kustomization.read_text() + "  - node-agent.yaml\n")
     found = pod_security_errors(repo_copy)
-    prefix = "infrastructure/configs/base/node-agent.yaml: DaemonSet cnpg-system/node-agent: spec.template.spec."
+    prefix = "infrastructure/configs/base/node-agent.yaml: DaemonSet kube-system/node-agent: spec.template.spec."
     assert f"{prefix}hostNetwork: Pod Security baseline: hostNetwork: true shares the node's namespace " \
            "(host namespaces are forbidden)" in found
     assert f"{prefix}containers[0].securityContext.privileged: Pod Security baseline: container 'agent' is privileged" \
