@@ -1,6 +1,6 @@
 """The values-deprecated check: a value the pinned chart marks deprecated is an error naming the values file and key.
 
-The deprecation notes come from the chart at hand (README "Verification limits": the Airflow stand-in, 1.20.0-dev,
+The deprecation notes come from the chart at hand (docs/versions.md "Verification limits": the Airflow stand-in, 1.20.0-dev,
 predates 1.21's deprecation of workers.serviceAccount and workers.resources)."""
 
 from __future__ import annotations

@@ -72,10 +72,10 @@ def deprecated_values(release: ReleaseRender, values_file_of: Callable[[Any], st
         if is_set(release.values, path):
             report(path, f"{chart} marks this value deprecated in its values.schema.json: {note}; a later chart "
                          "drops it and the setting is then lost without an error")
-    for path, warning in deprecated_in_notes(release.notes):
-        if path is None:
+    for named, warning in deprecated_in_notes(release.notes):
+        if named is None:
             findings.append(Finding(ERROR, release.helmrelease.source_file, release.helmrelease.ref, "spec.values",
                                     f"{chart} warns in its NOTES.txt: DEPRECATION WARNING: {warning}", CHECK))
         else:
-            report(path, f"{chart} warns in its NOTES.txt: DEPRECATION WARNING: {warning}")
+            report(named, f"{chart} warns in its NOTES.txt: DEPRECATION WARNING: {warning}")
     return findings

@@ -25,7 +25,7 @@ from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
 from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource
-from airflow_gitops.operate.latency import seconds
+from airflow_gitops.model import duration_seconds as seconds
 from airflow_gitops.source.bounds import load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
@@ -179,8 +179,8 @@ def unwatched_variable_sources(resources: list[Resource], releases: Iterable[Rel
                 f"{WATCH_LABEL}: {WATCH_ENABLED} (configMapGenerator options.labels)", "watch-label"))
     readers: dict[str, tuple[Resource, list[str]]] = {}
     for ks in by_applier.values():
-        for ref in ks.post_build.substitute_from if ks.post_build else []:
-            source = _find(resources, ref.kind, ref.name, ks.namespace)
+        for substitute in ks.post_build.substitute_from if ks.post_build else []:
+            source = _find(resources, substitute.kind, substitute.name, ks.namespace)
             if source is not None and not _watched(source.obj):
                 readers.setdefault(source.ref, (source, []))[1].append(ks.name)
     for source, names in readers.values():
@@ -389,7 +389,7 @@ def short_wait_timeouts(resources: list[Resource]) -> list[Finding]:
         if not chains or max(chains)[0] < seconds(ks.timeout):
             continue
         need, path = max(chains)
-        how = "; ".join(f"{ref}: {settle_time(releases[ref])[1]}" for ref in path)
+        how = "; ".join(f"{ref}: {settled[1]}" for ref in path if (settled := settle_time(releases[ref])))
         findings.append(Finding(
             ERROR, ks.resource.source_file, ks.resource.ref, "spec.timeout",
             f"waits (wait: true or healthChecks) for HelmRelease {' then '.join(path)}, which can take "
