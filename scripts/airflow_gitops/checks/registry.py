@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_gitops.checks import (
     aws,
+    cluster_scope,
     live_state,
     object_size,
     ownership,
@@ -107,7 +108,7 @@ def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
     found = set()
     for release in cluster.state.releases:
         for source in HelmRelease.parse(release.helmrelease).values_from:
-            if source.kind == "ConfigMap":
+            if source.kind == "ConfigMap" and source.name is not None:
                 found.add((release.helmrelease.namespace, source.name))
     return found
 
@@ -173,6 +174,9 @@ CHECKS: list[Check] = [
     Check("source-origin", "every source Flux fetches is the cluster's own repository or an allowed URL, without "
                            "credentials; references resolved as Flux resolves them",
           lambda c: sources.sources(c.state.all_resources, c.config, c.name)),
+    Check("cluster-scope", "RBAC that grants power, admission control, CRDs/APIServices and Namespaces only from the "
+                           "appliers the policy configuration names; every namespace pods run in is in Git",
+          lambda c: cluster_scope.cluster_scope(c.state.resources, c.state.all_resources, c.config)),
     Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
           lambda c: supply_chain.chart_pins(c.state.resources)),
     Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",

@@ -61,9 +61,9 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
     if any(local_charts):
         # Started now, it starts while this process loads the charts below.
         render_process.RENDERER.start([chart for chart in local_charts if chart])
-    for release, error in composed:
+    for release, failure in composed:
         if release is None:
-            state.findings.append(error.as_finding("values"))
+            state.findings.append(failure.as_finding("values"))  # type: ignore[union-attr]  # (None, error) pairs
             continue
         resource = release.helmrelease
         try:
@@ -148,10 +148,10 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
     if cache is not None and chart_digest:
         key = render_cache.render_key(chart_digest, release.values, release.release_name, release.namespace,
                                       render_cache.sdk_identity())
-    manifests = cache.get(key) if key else None
+    manifests = cache.get(key) if cache is not None and key else None
     if manifests is None:
         manifests = _render(chart, chart_path, chart_digest or render_cache.chart_digest(chart_path), release, limits)
-        if key:
+        if cache is not None and key:
             cache.put(key, manifests)
     objects: list[Resource] = []
     for template, text in sorted(manifests.items()):
@@ -252,7 +252,7 @@ def post_renderers(hr: Resource) -> list[tuple[list[dict[str, Any]], list[dict[s
 
 def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource,
                  images: list[dict[str, str]] | None = None) -> list[Resource]:
-    templates = {(o.kind, o.namespace, o.name): o.template for o in objects}
+    templates: dict[tuple[Any, ...], str | None] = {(o.kind, o.namespace, o.name): o.template for o in objects}
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-post-") as tmp:
         Path(tmp, "rendered.yaml").write_text(yaml.safe_dump_all([o.obj for o in objects], sort_keys=False))
         kustomization: dict[str, Any] = {"resources": ["rendered.yaml"], "patches": patches}
