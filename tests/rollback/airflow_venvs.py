@@ -24,6 +24,7 @@ EXTRA_PACKAGES = {"3.2.2": ["psycopg2-binary", "asyncpg", "fastapi==0.136.3", "c
 DEFAULT_EXTRAS = ["psycopg2-binary", "asyncpg"]
 INSTALL_TIMEOUT = 900
 MARKER = ".airflow-gitops-complete"
+LOCKS = Path(__file__).resolve().parents[2] / ".ci" / "requirements"
 
 
 def venvs_dir() -> Path:
@@ -51,10 +52,14 @@ def airflow_venv(version: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     # venvs are not relocatable, so it is built in place and marked complete only at the end.
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, timeout=120)
+    lock = LOCKS / f"airflow-{version}.txt"
+    # In CI every package by version and sha256 (scripts/lock-requirements.sh writes the lock from packages()).
+    requirements = ["--require-hashes", "-r", str(lock)] if os.environ.get("CI") == "true" and lock.is_file() \
+        else packages(version)
     # Nothing of this process's Python path leaks into the venv's resolver.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    *packages(version)], check=True, timeout=INSTALL_TIMEOUT, env=env)
+    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
+                   check=True, timeout=INSTALL_TIMEOUT, env=env)
     marker.write_text(wanted)
     return target
 
