@@ -10,7 +10,9 @@ fluxcd/pkg, fluxcd/cli-utils kstatus):
    so helm-controller (or kustomize-controller, for substituteFrom) is not told about it.
 3. `unchecked_readiness`: a `wait: true` Kustomization that applies a custom resource kstatus cannot judge reports
    Ready before the resource is.
-4. `unprotected_data`: an object that holds data, applied by a Kustomization with `prune: true`, is deleted by the
+4. `short_wait_timeouts`: a Kustomization that waits for HelmReleases gives up before they can fail for good, and
+   reports its own timeout instead of the release's error.
+5. `unprotected_data`: an object that holds data, applied by a Kustomization with `prune: true`, is deleted by the
    commit that takes it out of Git, a `git revert` included (tests/live/test_prune.py shows both on the cluster).
 """
 
@@ -24,7 +26,8 @@ from typing import Any
 from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
-from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, mapping
+from airflow_gitops.model import duration_seconds as seconds
 from airflow_gitops.source.bounds import load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
@@ -63,7 +66,7 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
             if obj.kind != "Job" or obj.api_version != "batch/v1":
                 continue
             # The chart's Job, the object under check: read as rendered.
-            ttl = (obj.obj.get("spec") or {}).get("ttlSecondsAfterFinished")
+            ttl = mapping(obj.obj.get("spec")).get("ttlSecondsAfterFinished")
             if ttl is None or _drift_excluded(obj.obj) or _ignored_whole(obj.obj, drift.ignore):
                 continue
             where = AIRFLOW_CHART_JOB_ANNOTATIONS.get((obj.template or "").split("/", 1)[-1])
@@ -81,8 +84,8 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
 
 def _drift_excluded(obj: dict[str, Any]) -> bool:
     """fluxcd/pkg ssa/utils.AnyInMetadata: a label or an annotation, value compared case-insensitively."""
-    meta = obj.get("metadata") or {}
-    values = [(meta.get("labels") or {}).get(DRIFT_KEY), (meta.get("annotations") or {}).get(DRIFT_KEY)]
+    meta = mapping(obj.get("metadata"))
+    values = [mapping(meta.get("labels")).get(DRIFT_KEY), mapping(meta.get("annotations")).get(DRIFT_KEY)]
     return any(isinstance(v, str) and v.lower() == DRIFT_DISABLED for v in values)
 
 
@@ -97,7 +100,7 @@ def _ignored_whole(obj: dict[str, Any], rules: list[IgnoreRule]) -> bool:
 
 
 def _selector_matches(target: Selector, obj: dict[str, Any]) -> bool:
-    meta = obj.get("metadata") or {}
+    meta = mapping(obj.get("metadata"))
     api_version = str(obj.get("apiVersion", ""))
     group, _, version = api_version.rpartition("/")
     wanted = [(target.group, group), (target.version, version), (target.kind, obj.get("kind", "")),
@@ -196,7 +199,7 @@ def _find(resources: list[Resource], kind: str | None, name: str | None, namespa
 
 
 def _watched(obj: dict[str, Any]) -> bool:
-    return ((obj.get("metadata") or {}).get("labels") or {}).get(WATCH_LABEL) == WATCH_ENABLED
+    return mapping(mapping(obj.get("metadata")).get("labels")).get(WATCH_LABEL) == WATCH_ENABLED
 
 
 def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool:
@@ -204,10 +207,10 @@ def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool
     applier = by_applier.get(source.applied_by)
     if applier is None or applier.post_build is None:
         return False
-    meta = source.obj.get("metadata") or {}
+    meta = mapping(source.obj.get("metadata"))
     # fluxcd/pkg kustomize.SubstituteVariables skips an object labelled or annotated `substitute: disabled`.
-    return "disabled" not in ((meta.get("annotations") or {}).get(SUBSTITUTE_ANNOTATION),
-                              (meta.get("labels") or {}).get(SUBSTITUTE_ANNOTATION))
+    return "disabled" not in (mapping(meta.get("annotations")).get(SUBSTITUTE_ANNOTATION),
+                              mapping(meta.get("labels")).get(SUBSTITUTE_ANNOTATION))
 
 
 def _variable_names(text: str) -> list[str]:
@@ -233,7 +236,7 @@ def _variables_in_manifest(repo: Path, source: Resource) -> list[str]:
     names: list[str] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == source.kind and \
-                (doc.get("metadata") or {}).get("name") == source.name:
+                mapping(doc.get("metadata")).get("name") == source.name:
             for section in ("data", "stringData"):
                 for value in (doc.get(section) or {}).values():
                     names += _variable_names(str(value))
@@ -334,7 +337,83 @@ def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -
                "for, add the kind to NO_READINESS in scripts/airflow_gitops/live_state.py with the reason)"))
 
 
-# --- 4. objects that hold data, under prune ------------------------------------------------------------------------
+# --- 4. how long a Kustomization waits for its HelmReleases ----------------------------------------------------
+
+def settle_time(hr: HelmRelease) -> tuple[float, str] | None:
+    """Seconds until a HelmRelease ends Ready or Stalled in the worst case, and how: None when it retries forever.
+
+    helm-controller v1.6.4 (internal/reconcile/atomic_release.go): a failed install or upgrade is remediated
+    (uninstall, or rollback by default for an upgrade), then retried at once while retries remain, the release
+    Reconciling all the while, which kstatus reads as InProgress. Only when the retries are spent is it marked
+    Stalled (RetriesExceeded), which the waiting Kustomization reads as Failed with the release's message. Each
+    action may take its timeout: (1 + retries) attempts, and a remediation after each but the last (after the last
+    too when remediateLastFailure, the upgrade's default once retries > 0)."""
+    timeout = seconds(hr.timeout)
+    worst: list[tuple[float, str]] = []
+    for action, remediation, remedy, remedy_name in (
+            ("install", hr.install_remediation, seconds(hr.uninstall_timeout), "uninstall"),
+            ("upgrade", hr.upgrade_remediation, seconds(hr.rollback_timeout if remediation_is_rollback(
+                hr.upgrade_remediation) else hr.uninstall_timeout), hr.upgrade_remediation.strategy)):
+        if remediation.retries < 0:
+            return None
+        attempts = remediation.retries + 1
+        remedies = remediation.retries + (1 if remediation.remediate_last_failure else 0)
+        worst.append((attempts * timeout + remedies * remedy,
+                      f"{attempts} {action} attempt(s) of {hr.timeout} and {remedies} {remedy_name}(s) of "
+                      f"{hr.rollback_timeout if remedy_name == 'rollback' else hr.uninstall_timeout}"))
+    return max(worst)
+
+
+def remediation_is_rollback(remediation) -> bool:
+    return remediation.strategy != "uninstall"
+
+
+def _minutes(value: float) -> str:
+    return f"{value / 60:g}m"
+
+
+def short_wait_timeouts(resources: list[Resource]) -> list[Finding]:
+    """A Kustomization that waits for HelmReleases needs a spec.timeout longer than they take to end in Ready or
+    Stalled (settle_time), along their dependsOn chains (a release starts only once the ones it depends on are
+    Ready). With a shorter one, kustomize-controller stops at its timeout while the release is still retrying
+    ("timeout waiting for: [HelmRelease/... status: 'InProgress']", fluxcd/pkg ssa WaitForSetWithContext) and never
+    reports the release's own error."""
+    findings: list[Finding] = []
+    for ks in kustomizations(resources):
+        if ks.wait:
+            waited = [o for o in resources if o.applied_by == ks.applier]
+        elif ks.health_checks:
+            waited = [o for o in resources if any(_is(check, o) for check in ks.health_checks)]
+        else:
+            continue
+        releases = {f"{r.namespace}/{r.name}": HelmRelease.parse(r) for r in waited if HelmRelease.is_helmrelease(r)}
+        chains = [c for ref in releases if (c := _longest_chain(ref, releases, ())) is not None]
+        if not chains or max(chains)[0] < seconds(ks.timeout):
+            continue
+        need, path = max(chains)
+        how = "; ".join(f"{ref}: {settled[1]}" for ref in path if (settled := settle_time(releases[ref])))
+        findings.append(Finding(
+            ERROR, ks.resource.source_file, ks.resource.ref, "spec.timeout",
+            f"waits (wait: true or healthChecks) for HelmRelease {' then '.join(path)}, which can take "
+            f"{_minutes(need)} to end Ready or failed ({how}); at {ks.timeout} this Kustomization reports its own "
+            f"timeout instead of the release's error. Set spec.timeout above {_minutes(need)}, or lower the "
+            "release's timeout or retries", "wait-timeout"))
+    return findings
+
+
+def _longest_chain(ref: str, releases: dict[str, HelmRelease],
+                   seen: tuple[str, ...]) -> tuple[float, list[str]] | None:
+    """The worst settle time of `ref` after the releases it depends on (among `releases`), and that chain."""
+    own = settle_time(releases[ref])
+    if own is None:
+        return None
+    before = [] if ref in seen else [c for d in releases[ref].depends_on if d in releases
+                                     and (c := _longest_chain(d, releases, (*seen, ref))) is not None]
+    longest = max(before, default=(0.0, []))
+    return own[0] + longest[0], [*longest[1], ref]
+
+
+# --- 5. objects that hold data, under prune ------------------------------------------------------------------------
 
 # kustomize-controller v1.9 deleteObjects: a stale object whose label or annotation says so is left in place (and
 # dropped from the inventory) instead of deleted (fluxcd/pkg ssa DeleteAll, utils.AnyInMetadata).
