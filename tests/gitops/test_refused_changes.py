@@ -100,7 +100,7 @@ spec:
 
 
 def test_the_documented_restore_step_3_passes_the_refused_change_check(capsys, committed):
-    """docs/operate.md "Restore that backup" step 3: new Pooler and Database, the old ones removed, the hosts in the
+    """docs/operate.md, the restore of a backup, step 3: new Pooler and Database, the old ones removed, the hosts in the
     ExternalSecrets changed. No immutable field is edited."""
     pooler = committed / POOLER
     pooler.write_text(pooler.read_text().split("---\n", 1)[1])  # the old Pooler goes; its NetworkPolicies stay here
