@@ -10,6 +10,8 @@ fluxcd/pkg, fluxcd/cli-utils kstatus):
    so helm-controller (or kustomize-controller, for substituteFrom) is not told about it.
 3. `unchecked_readiness`: a `wait: true` Kustomization that applies a custom resource kstatus cannot judge reports
    Ready before the resource is.
+4. `short_wait_timeouts`: a Kustomization that waits for HelmReleases gives up before they can fail for good, and
+   reports its own timeout instead of the release's error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
 from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, mapping
+from airflow_gitops.model import duration_seconds as seconds
 from airflow_gitops.source.bounds import load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
@@ -330,3 +333,79 @@ def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -
             f"Add to spec.healthCheckExprs: {entry}"
             + ("" if suggestion else " (read the status fields from its CRD; if its status has nothing to wait "
                "for, add the kind to NO_READINESS in scripts/airflow_gitops/live_state.py with the reason)"))
+
+
+# --- 4. how long a Kustomization waits for its HelmReleases ----------------------------------------------------
+
+def settle_time(hr: HelmRelease) -> tuple[float, str] | None:
+    """Seconds until a HelmRelease ends Ready or Stalled in the worst case, and how: None when it retries forever.
+
+    helm-controller v1.6.4 (internal/reconcile/atomic_release.go): a failed install or upgrade is remediated
+    (uninstall, or rollback by default for an upgrade), then retried at once while retries remain, the release
+    Reconciling all the while, which kstatus reads as InProgress. Only when the retries are spent is it marked
+    Stalled (RetriesExceeded), which the waiting Kustomization reads as Failed with the release's message. Each
+    action may take its timeout: (1 + retries) attempts, and a remediation after each but the last (after the last
+    too when remediateLastFailure, the upgrade's default once retries > 0)."""
+    timeout = seconds(hr.timeout)
+    worst: list[tuple[float, str]] = []
+    for action, remediation, remedy, remedy_name in (
+            ("install", hr.install_remediation, seconds(hr.uninstall_timeout), "uninstall"),
+            ("upgrade", hr.upgrade_remediation, seconds(hr.rollback_timeout if remediation_is_rollback(
+                hr.upgrade_remediation) else hr.uninstall_timeout), hr.upgrade_remediation.strategy)):
+        if remediation.retries < 0:
+            return None
+        attempts = remediation.retries + 1
+        remedies = remediation.retries + (1 if remediation.remediate_last_failure else 0)
+        worst.append((attempts * timeout + remedies * remedy,
+                      f"{attempts} {action} attempt(s) of {hr.timeout} and {remedies} {remedy_name}(s) of "
+                      f"{hr.rollback_timeout if remedy_name == 'rollback' else hr.uninstall_timeout}"))
+    return max(worst)
+
+
+def remediation_is_rollback(remediation) -> bool:
+    return remediation.strategy != "uninstall"
+
+
+def _minutes(value: float) -> str:
+    return f"{value / 60:g}m"
+
+
+def short_wait_timeouts(resources: list[Resource]) -> list[Finding]:
+    """A Kustomization that waits for HelmReleases needs a spec.timeout longer than they take to end in Ready or
+    Stalled (settle_time), along their dependsOn chains (a release starts only once the ones it depends on are
+    Ready). With a shorter one, kustomize-controller stops at its timeout while the release is still retrying
+    ("timeout waiting for: [HelmRelease/... status: 'InProgress']", fluxcd/pkg ssa WaitForSetWithContext) and never
+    reports the release's own error."""
+    findings: list[Finding] = []
+    for ks in kustomizations(resources):
+        if ks.wait:
+            waited = [o for o in resources if o.applied_by == ks.applier]
+        elif ks.health_checks:
+            waited = [o for o in resources if any(_is(check, o) for check in ks.health_checks)]
+        else:
+            continue
+        releases = {f"{r.namespace}/{r.name}": HelmRelease.parse(r) for r in waited if HelmRelease.is_helmrelease(r)}
+        chains = [c for ref in releases if (c := _longest_chain(ref, releases, ())) is not None]
+        if not chains or max(chains)[0] < seconds(ks.timeout):
+            continue
+        need, path = max(chains)
+        how = "; ".join(f"{ref}: {settled[1]}" for ref in path if (settled := settle_time(releases[ref])))
+        findings.append(Finding(
+            ERROR, ks.resource.source_file, ks.resource.ref, "spec.timeout",
+            f"waits (wait: true or healthChecks) for HelmRelease {' then '.join(path)}, which can take "
+            f"{_minutes(need)} to end Ready or failed ({how}); at {ks.timeout} this Kustomization reports its own "
+            f"timeout instead of the release's error. Set spec.timeout above {_minutes(need)}, or lower the "
+            "release's timeout or retries", "wait-timeout"))
+    return findings
+
+
+def _longest_chain(ref: str, releases: dict[str, HelmRelease],
+                   seen: tuple[str, ...]) -> tuple[float, list[str]] | None:
+    """The worst settle time of `ref` after the releases it depends on (among `releases`), and that chain."""
+    own = settle_time(releases[ref])
+    if own is None:
+        return None
+    before = [] if ref in seen else [c for d in releases[ref].depends_on if d in releases
+                                     and (c := _longest_chain(d, releases, (*seen, ref))) is not None]
+    longest = max(before, default=(0.0, []))
+    return own[0] + longest[0], [*longest[1], ref]
