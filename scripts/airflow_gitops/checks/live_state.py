@@ -12,6 +12,8 @@ fluxcd/pkg, fluxcd/cli-utils kstatus):
    Ready before the resource is.
 4. `short_wait_timeouts`: a Kustomization that waits for HelmReleases gives up before they can fail for good, and
    reports its own timeout instead of the release's error.
+5. `unprotected_data`: an object that holds data, applied by a Kustomization with `prune: true`, is deleted by the
+   commit that takes it out of Git, a `git revert` included (tests/live/test_prune.py shows both on the cluster).
 """
 
 from __future__ import annotations
@@ -409,3 +411,71 @@ def _longest_chain(ref: str, releases: dict[str, HelmRelease],
                                      and (c := _longest_chain(d, releases, (*seen, ref))) is not None]
     longest = max(before, default=(0.0, []))
     return own[0] + longest[0], [*longest[1], ref]
+
+
+# --- 5. objects that hold data, under prune ------------------------------------------------------------------------
+
+# kustomize-controller v1.9 deleteObjects: a stale object whose label or annotation says so is left in place (and
+# dropped from the inventory) instead of deleted (fluxcd/pkg ssa DeleteAll, utils.AnyInMetadata).
+PRUNE_KEY = "kustomize.toolkit.fluxcd.io/prune"
+PRUNE_DISABLED = "disabled"
+# Kinds whose deletion deletes data: a CloudNativePG Cluster takes its PVCs with it (they carry its ownerReference,
+# and the garbage collector follows it); a PVC takes its volume where the class reclaims with Delete.
+DATA_KINDS = {("postgresql.cnpg.io", "Cluster"), ("", "PersistentVolumeClaim")}
+# A CloudNativePG Database drops its database when deleted only with this reclaim policy (the default is retain).
+DATABASE_DROPPED = "delete"
+
+
+def unprotected_data(resources: list[Resource], releases: Iterable[ReleaseRender]) -> list[Finding]:
+    """Every object that holds data, or whose deletion deletes data, and that a Kustomization with prune: true
+    would delete once it leaves Git: a CloudNativePG Cluster, a PersistentVolumeClaim, a Database with
+    `databaseReclaimPolicy: delete`, and a Namespace that holds any of them (or a StatefulSet's volume claims):
+    deleting a Namespace deletes everything in it. Each must carry `kustomize.toolkit.fluxcd.io/prune: disabled`."""
+    pruning = {ks.applier: ks for ks in kustomizations(resources) if ks.prune}
+    everything = [*resources, *(obj for release in releases for obj in release.objects)]
+    holding = {}
+    for obj in everything:
+        if _holds_data(obj):
+            holding.setdefault(obj.namespace, obj)
+    findings: list[Finding] = []
+    for obj in resources:
+        ks = pruning.get(obj.applied_by)
+        if ks is None or _prune_disabled(obj.obj, ks):
+            continue
+        if obj.kind == "Namespace" and api_group(obj.api_version) == "" and obj.name in holding:
+            held = holding[obj.name]
+            why = (f"it holds {held.kind} {held.namespace}/{held.name}, and deleting a Namespace deletes everything "
+                   "in it")
+        elif _holds_data(obj) and obj.kind != "StatefulSet":
+            why = {"Cluster": "deleting it deletes its PVCs, and so the database (they carry its ownerReference)",
+                   "PersistentVolumeClaim": "deleting it frees its volume, which a Delete reclaim policy destroys",
+                   "Database": f"its databaseReclaimPolicy is {DATABASE_DROPPED}: deleting it drops the database"
+                   }[obj.kind]
+        else:
+            continue
+        findings.append(Finding(
+            ERROR, obj.source_file, obj.ref, f"metadata.annotations[{PRUNE_KEY}]",
+            f"{ks.applier} has prune: true, so the commit that takes this {obj.kind} out of Git (a git revert "
+            f"included) deletes it, and {why}. Annotate it {PRUNE_KEY}: {PRUNE_DISABLED}: Flux then leaves it in "
+            "place when it leaves Git, and deleting it stays a deliberate `kubectl delete`", "prune-protection"))
+    return findings
+
+
+def _holds_data(obj: Resource) -> bool:
+    key = (api_group(obj.api_version), obj.kind)
+    spec = obj.obj.get("spec") if isinstance(obj.obj.get("spec"), dict) else {}
+    if key in DATA_KINDS:
+        return True
+    if key == ("postgresql.cnpg.io", "Database"):
+        return str(spec.get("databaseReclaimPolicy", "")).lower() == DATABASE_DROPPED
+    return key == ("apps", "StatefulSet") and bool(spec.get("volumeClaimTemplates"))
+
+
+def _prune_disabled(obj: dict[str, Any], ks: Kustomization) -> bool:
+    """fluxcd/pkg ssa utils.AnyInMetadata on the applied object: its own label or annotation, or the Kustomization's
+    commonMetadata, which kustomize-controller sets on every object it applies."""
+    meta = obj.get("metadata") or {}
+    common = ks.common_metadata
+    values = [(meta.get("labels") or {}).get(PRUNE_KEY), (meta.get("annotations") or {}).get(PRUNE_KEY),
+              *((common.labels.get(PRUNE_KEY), common.annotations.get(PRUNE_KEY)) if common else ())]
+    return any(isinstance(v, str) and v.lower() == PRUNE_DISABLED for v in values)

@@ -223,6 +223,9 @@ CHECKS: list[Check] = [
           lambda c: live_state.unchecked_readiness(c.state.resources)),
     Check("wait-timeout", "a Kustomization waits longer for its HelmReleases than their retries and remediations take",
           lambda c: live_state.short_wait_timeouts(c.state.resources)),
+    Check("prune-protection", "kustomize.toolkit.fluxcd.io/prune: disabled on every object that holds data under a "
+          "pruning Kustomization (database Clusters, PVCs, their Namespace)",
+          lambda c: live_state.unprotected_data(c.state.resources, c.state.releases)),
     Check("values-schema", "composed values against the chart's values schema, and no unknown top-level key",
           _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
     Check("values-deprecated", "no value the chart marks deprecated (its values.schema.json, its rendered NOTES.txt)",
