@@ -58,7 +58,7 @@ BREAKS = {
         "spec.upgrade.cleanupOnFail: deletes the migrate Job"),
     "migrate script that never downgrades": (
         COMMON, '      exec airflow db downgrade --to-version "$SCHEMA_ROLLBACK_TO" -y\n', "      exit 0\n",
-        "migrateDatabaseJob.args: must downgrade to $SCHEMA_ROLLBACK_TO"),
+        "migrateDatabaseJob.args: must downgrade FAB's schema to $SCHEMA_ROLLBACK_FAB_TO and the core to"),
 }
 
 
@@ -75,7 +75,7 @@ def test_a_cluster_env_list_without_the_rollback_entry_is_an_error_on_that_clust
       valueFrom:
         fieldRef:
           fieldPath: metadata.annotations['airflow-gitops.io/schema-rollback-to']
-    - name: AIRFLOW_DIRECT_DB_CONN""", "    - name: AIRFLOW_DIRECT_DB_CONN")
+""", "")
     found = guard_errors(repo_copy, "eks")
     assert [line for line in found if line.startswith("charts-values/airflow/eks.yaml") and
             "migrateDatabaseJob.env: needs SCHEMA_ROLLBACK_TO" in line], found

@@ -31,6 +31,9 @@ ROLLBACK_ANNOTATION = "airflow-gitops.io/schema-rollback-to"
 POLICY = "airflow-schema-forward-only"
 ROLLBACK_ENV = "SCHEMA_ROLLBACK_TO"
 ROLLBACK_FIELD = f"metadata.annotations['{ROLLBACK_ANNOTATION}']"
+# The pod annotation and variable of the FAB auth manager's schema revision (operate/downgrade.py ROLLBACK_FAB_TO).
+ROLLBACK_FAB_ENV = "SCHEMA_ROLLBACK_FAB_TO"
+ROLLBACK_FAB_FIELD = "metadata.annotations['airflow-gitops.io/schema-rollback-fab-to']"
 CHART_JOBS = ("migrateDatabaseJob", "createUserJob")
 # The chart's default (values.yaml of the official chart) when values leave it unset.
 CHART_JOB_TTL_DEFAULT = 300
@@ -115,18 +118,22 @@ def _dependencies(resources: list[Resource]) -> dict[str, set[str]]:
 def _migrate_job_honours_rollback(release: ReleaseRender, values_file_of: Callable[[Any], str]) -> list[Finding]:
     job = mapping(release.values.get("migrateDatabaseJob"))
     hr = release.helmrelease
-    env = [e for e in job.get("env") or [] if isinstance(e, dict) and e.get("name") == ROLLBACK_ENV]
-    field_path = (mapping(mapping(env[-1].get("valueFrom")).get("fieldRef")).get("fieldPath") if env else None)
     findings = []
-    if field_path != ROLLBACK_FIELD:
-        findings.append(Finding(ERROR, values_file_of(["migrateDatabaseJob", "env"]), hr.ref, "migrateDatabaseJob.env",
-                                f"needs {ROLLBACK_ENV} from the pod annotation ({ROLLBACK_FIELD}): without it step 1 "
-                                "of a rollback migrates instead of downgrading (a cluster that sets env restates "
-                                "common.yaml's entry)", CHECK))
+    for name, field in ((ROLLBACK_ENV, ROLLBACK_FIELD), (ROLLBACK_FAB_ENV, ROLLBACK_FAB_FIELD)):
+        env = [e for e in job.get("env") or [] if isinstance(e, dict) and e.get("name") == name]
+        field_path = (mapping(mapping(env[-1].get("valueFrom")).get("fieldRef")).get("fieldPath") if env else None)
+        if field_path != field:
+            findings.append(Finding(ERROR, values_file_of(["migrateDatabaseJob", "env"]), hr.ref,
+                                    "migrateDatabaseJob.env",
+                                    f"needs {name} from the pod annotation ({field}): without it step 1 of a "
+                                    "rollback does not downgrade what it should (a cluster that sets env restates "
+                                    "common.yaml's entries)", CHECK))
     script = " ".join(str(a) for a in job.get("args") or job.get("command") or [])
-    if f"${ROLLBACK_ENV}" not in script or "airflow db downgrade" not in script:
+    if (f"${ROLLBACK_ENV}" not in script or "airflow db downgrade" not in script
+            or f"${ROLLBACK_FAB_ENV}" not in script or "airflow fab-db downgrade" not in script):
         findings.append(Finding(ERROR, values_file_of(["migrateDatabaseJob", "args"]), hr.ref, "migrateDatabaseJob.args",
-                                f"must downgrade to ${ROLLBACK_ENV} when it is set and migrate otherwise "
+                                f"must downgrade FAB's schema to ${ROLLBACK_FAB_ENV} and the core to ${ROLLBACK_ENV} "
+                                "when they are set, and migrate otherwise "
                                 "(charts-values/airflow/common.yaml)", CHECK))
     return findings
 

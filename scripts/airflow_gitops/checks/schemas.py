@@ -16,7 +16,7 @@ import yaml
 from referencing import Registry
 from referencing import Resource as SchemaResource
 
-from airflow_gitops.model import ERROR, UNVALIDATED, Finding, ReleaseRender, Resource, field_path
+from airflow_gitops.model import ERROR, UNVALIDATED, Finding, ReleaseRender, Resource, field_path, mapping
 from airflow_gitops.settings import SCHEMAS_ENV, Settings
 from airflow_gitops.source import bounds
 
@@ -36,8 +36,9 @@ PINNED_SCHEMA_URLS = {
     **{f"cloudnative-pg-v1.30/postgresql.cnpg.io_{kind}.yaml":
        f"https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/release-1.30/config/crd/bases/postgresql.cnpg.io_{kind}.yaml"
        for kind in ("clusters", "backups", "scheduledbackups", "poolers", "databases")},
+    # The plugin that runs: chart plugin-barman-cloud 0.6.0 deploys v0.12.0 (infrastructure/controllers/eks).
     "cloudnative-pg-v1.30/barmancloud.cnpg.io_objectstores.yaml":
-        "https://raw.githubusercontent.com/cloudnative-pg/plugin-barman-cloud/v0.14.0/config/crd/bases/barmancloud.cnpg.io_objectstores.yaml",
+        "https://raw.githubusercontent.com/cloudnative-pg/plugin-barman-cloud/v0.12.0/config/crd/bases/barmancloud.cnpg.io_objectstores.yaml",
     **{f"external-secrets-v2.9/external-secrets.io_{kind}.yaml":
        f"https://raw.githubusercontent.com/external-secrets/external-secrets/helm-chart-2.9.0/config/crds/bases/external-secrets.io_{kind}.yaml"
        for kind in ("externalsecrets", "secretstores", "clustersecretstores")},
@@ -106,7 +107,7 @@ class CRDSchemas:
                 spec = doc["spec"]
                 kind = spec["names"]["kind"]
                 for version in spec.get("versions") or []:
-                    openapi = (version.get("schema") or {}).get("openAPIV3Schema") or {}
+                    openapi = mapping(version.get("schema")).get("openAPIV3Schema") or {}
                     key = (spec["group"], version["name"], kind)
                     self.versions[key] = (_openapi_to_jsonschema(openapi), bool(version.get("served", True)),
                                           bool(version.get("deprecated")), str(file.relative_to(folder)))
@@ -162,6 +163,25 @@ def kubernetes_schemas(version: str) -> KubernetesSchemas:
 
 BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
 BUILTIN_GROUPS = {"", "apps", "batch", "policy", "autoscaling"}
+
+
+# Fields of `format: byte`: the API server decodes them as Go's encoding/json decodes []byte, standard base64 with
+# padding (base64.StdEncoding); a JSON schema validator does not check formats.
+BYTE_FIELDS = {("v1", "Secret"): "data", ("v1", "ConfigMap"): "binaryData"}
+BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+
+
+def byte_fields(resource: Resource) -> list[Finding]:
+    """A Secret's data and a ConfigMap's binaryData are base64: a value that is not is refused by the API server, so
+    it is a schema finding here (a SOPS-encrypted Secret's values are ciphertext until Flux decrypts them)."""
+    key = BYTE_FIELDS.get((resource.api_version, resource.kind))
+    values = resource.obj.get(key) if key and "sops" not in resource.obj else None
+    if not isinstance(values, dict):
+        return []
+    return [Finding(ERROR, resource.location, resource.ref, f"{key}.{name}",
+                    "not base64 (standard alphabet, padded): the API server refuses the object", "schema")
+            for name, value in values.items()
+            if isinstance(value, str) and not BASE64.match("".join(value.split()))]
 
 
 def validate_resource(resource: Resource, kube: KubernetesSchemas, crds: CRDSchemas) -> list[Finding]:
@@ -236,7 +256,7 @@ def validate_values(release: ReleaseRender, folder: Path | None, repo: Path) -> 
                                     field_path(path), f"{error.message[:300]} (schema: {label})", "values-schema"))
     known = set(release.chart_values_keys or ())
     for _, schema in schemas:
-        known |= set((schema.get("properties") or {}).keys())
+        known |= set(mapping(schema.get("properties")).keys())
     if known:
         for key in sorted(set(release.values) - known):
             findings.append(Finding(ERROR, values_file_of(release, [key], repo), f"values of {release.helmrelease.ref}",

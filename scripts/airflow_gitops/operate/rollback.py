@@ -507,6 +507,10 @@ def plan(settings: Settings, commit: str, options: Options) -> tuple[list[str], 
     new_schema, old_schema = airflow_versions.schema_version(new), airflow_versions.schema_version(old)
     if new_schema is None or old_schema is None:
         raise Refused(f"the migration-heads table knows no schema for Airflow {new if new_schema is None else old}")
+    try:
+        downgrade.fab_target(new, old)
+    except downgrade.UnknownFabSchema as unknown:
+        raise Refused(str(unknown)) from None
     body = f"airflow-gitops rollback {sha}"
     layer_1 = downgrade.step1_layer(new, old, sha)
 
