@@ -157,8 +157,12 @@ def test_rollback_resumes_when_head_holds_its_step_1(capsys, bumped):
     head = git(bumped, "rev-parse", "HEAD").strip()
     lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "kind")
     layer = next(i for i, line in enumerate(lines) if line == "write charts-values/airflow/schema-rollback.yaml:")
-    text = "".join(line[6:] + "\n" for line in lines[layer + 1:] if line.startswith("    | "))
-    (bumped / "charts-values/airflow/schema-rollback.yaml").write_text(text.split("\nwrite ")[0])
+    body = []
+    for line in lines[layer + 1:]:
+        if not line.startswith("    | "):
+            break
+        body.append(line[6:] + "\n")
+    (bumped / "charts-values/airflow/schema-rollback.yaml").write_text("".join(body))
     git(bumped, "commit", "-qam", "step 1")
     lines = dry_run(capsys, "rollback", head, "--repo", str(bumped), "--cluster", "kind")
     assert "# HEAD holds step 1 of this rollback: resuming with its wait, then step 2" in lines
