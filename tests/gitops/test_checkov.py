@@ -6,24 +6,19 @@ tests skip loudly, unless AIRFLOW_GITOPS_REQUIRE_CHECKOV=1 (set by .ci/run after
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import yaml
 from airflow_gitops.checks import checkov_scan
 from airflow_gitops.model import Resource
 
-from tests.helpers import REPO, make_settings
+from tests.helpers import REPO, make_settings, skip_for
 
 
 @pytest.fixture
 def checkov():
     binary = checkov_scan.checkov_binary(REPO)
     if not binary.exists():
-        message = f"CHECKOV NOT INSTALLED at {binary}: run scripts/checkov-venv.sh"
-        if os.environ.get("AIRFLOW_GITOPS_REQUIRE_CHECKOV") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_for("checkov", f"not at {binary}: run scripts/checkov-venv.sh")
     return binary
 
 

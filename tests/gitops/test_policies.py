@@ -10,10 +10,7 @@ from airflow_gitops.checks import policies
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import Resource
 
-from tests.helpers import edit, make_settings
-
-# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("need_schemas")
+from tests.helpers import edit, make_settings, skip_for
 
 
 def errors(repo: Path, cluster: str = "kind") -> list[str]:
@@ -155,7 +152,7 @@ def test_eks_container_without_memory_request_is_caught(repo_copy):
          "statsd:\n  resources:\n    requests:\n      cpu: 20m\n")
     found = validate_cluster(make_settings(repo_copy), "eks")
     if any(r.unrendered_reason for r in found.state.releases if r.helmrelease.name == "airflow"):
-        pytest.skip("CHART NOT AVAILABLE: the eks requests check runs on rendered chart objects")
+        skip_for("chart", "the eks requests check runs on rendered chart objects")
     assert only([str(f) for f in found.errors], r"statsd.*requests no memory")
 
 
