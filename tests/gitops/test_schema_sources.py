@@ -113,11 +113,22 @@ def test_after_one_failed_fetch_the_network_is_not_asked_again(offline, monkeypa
 
 
 def test_a_crd_whose_schema_cannot_be_applied_is_a_clear_error(kube):
-    crds = schemas.cluster_crds(ClusterState("c", [Resource(widget_crd("size", pattern="(unclosed"),
-                                                            "infrastructure/crds/widget.yaml", "x")]))
+    crd = widget_crd("size")
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["size"]["type"] = "strng"
+    crds = schemas.cluster_crds(ClusterState("c", [Resource(crd, "infrastructure/crds/widget.yaml", "x")]))
     [finding] = schemas.validate_resource(widget("size"), kube, crds)
     assert finding.severity == ERROR and finding.file == "apps/w.yaml" and finding.object == "Widget n/w"
     assert "cannot be applied" in finding.message and "infrastructure/crds/widget.yaml" in finding.message
+
+
+@pytest.mark.parametrize("pattern", ["(unclosed", "^(?=a)a$", r"^(a)\1$"])
+def test_a_crd_pattern_the_api_server_refuses_is_an_error(pattern, kube):
+    """Go's regexp (RE2) has no lookaround and no backreference; Python's re would have taken them."""
+    crds = schemas.cluster_crds(ClusterState("c", [Resource(widget_crd("size", pattern=pattern),
+                                                            "infrastructure/crds/widget.yaml", "x")]))
+    [finding] = schemas.validate_resource(widget("size", "aa"), kube, crds)
+    assert (finding.severity, finding.field) == (ERROR, "spec.size")
+    assert "is not a Go (RE2) regular expression" in finding.message
 
 
 @pytest.mark.parametrize("spec", [None, [], {"group": "example.com"}, {"group": "example.com", "names": "Widget"},

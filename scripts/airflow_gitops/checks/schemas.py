@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import re2
 import yaml
 from referencing import Registry
 from referencing import Resource as SchemaResource
@@ -95,6 +96,37 @@ def _openapi_to_jsonschema(schema: Any) -> Any:
     if schema.get("nullable") and "type" in result:
         result["type"] = [result["type"], "null"]
     return result
+
+
+# A CRD's `pattern` is a Go regular expression: RE2, which the API server matches in linear time. Python's `re`
+# backtracks, so a CRD from a pull request could stop validate with a pattern like `^(a+)+$`; and it accepts what
+# the API server refuses (lookarounds, backreferences). So CRD patterns are matched with RE2 itself.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+@lru_cache(maxsize=1024)
+def _re2(pattern: str):
+    """The compiled pattern, or the reason RE2 refuses it."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+
+
+def _pattern(validator, pattern, instance, schema):
+    if not validator.is_type(instance, "string"):
+        return
+    compiled = _re2(str(pattern))
+    if isinstance(compiled, str):
+        yield jsonschema.ValidationError(f"pattern {pattern!r} of the CRD is not a Go (RE2) regular expression, which "
+                                         f"the API server requires: {compiled}")
+    elif not compiled.search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+CRDValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
 
 
 class CRDSchemas:
@@ -309,7 +341,7 @@ def validate_resource(resource: Resource, kube: KubernetesSchemas, crds: CRDSche
             return [Finding(UNVALIDATED, where, resource.ref, "apiVersion",
                             f"no schema for CRD {kind}.{group} {version}: its CRD ({crd_source}) has no "
                             "openAPIV3Schema for this version; not validated", "schema")]
-        findings = _errors(jsonschema.Draft202012Validator(schema), obj, resource, f"CRD {crd_source}")
+        findings = _errors(CRDValidator(schema), obj, resource, f"CRD {crd_source}")
         if deprecated:
             findings.append(Finding(ERROR, where, resource.ref, "apiVersion",
                                     f"{api_version} {kind} is deprecated; use "
