@@ -182,3 +182,17 @@ def test_without_a_values_schema_the_values_are_unvalidated_not_valid(offline, r
     airflow = next(r for r in report.state.releases if r.helmrelease.name == "airflow")
     assert airflow.unrendered_reason, "offline, with an empty cache and no local chart"
     assert [f.object for f in report.unvalidated if f.check == "values-schema"] == ["values of HelmRelease airflow/airflow"]
+
+
+def test_a_file_the_server_refuses_costs_that_file_only(offline, monkeypatch):
+    calls = []
+
+    def answer(url, timeout):
+        calls.append(url)
+        raise schemas.urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(schemas.urllib.request, "urlopen", answer)
+    names = list(schemas.PINNED_SCHEMA_URLS)[:3]
+    reason = schemas.fetch_pinned(offline, names)
+    assert len(calls) == 3 and reason.count("HTTP 404") == 3
+    assert schemas._network_down is None, "a server that answers is a network that works"

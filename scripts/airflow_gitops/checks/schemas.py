@@ -5,7 +5,8 @@ A custom resource's schema comes from the first of these that has its CRD, as on
      from the rendered charts (CloudNativePG, cert-manager, ...);
   2. the schema folder (--schemas, AIRFLOW_GITOPS_SCHEMAS);
   3. the pinned upstream files below, fetched into the cache, only when no folder is given and only those that
-     1 does not hold; offline they are not had, and what needed them is reported unvalidated, never valid.
+     1 does not hold (with the charts rendered: External Secrets', Karpenter's NodePool, eksctl's ClusterConfig);
+     offline they are not had, and what needed them is reported unvalidated, never valid.
 The chart's values: its own values.schema.json first (the rendered chart), then the folder's.
 
 Every error is reported, not just the first (jsonschema's iter_errors)."""
@@ -15,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,9 @@ PINNED_SCHEMA_URLS = {
     **{f"external-secrets-v2.9/external-secrets.io_{kind}.yaml":
        f"https://raw.githubusercontent.com/external-secrets/external-secrets/helm-chart-2.9.0/config/crds/bases/external-secrets.io_{kind}.yaml"
        for kind in ("externalsecrets", "secretstores", "clustersecretstores")},
+    # The NodePool that EKS Auto Mode serves: no chart here installs it.
+    "karpenter-v1.14/karpenter.sh_nodepools.yaml":
+        "https://raw.githubusercontent.com/aws/karpenter-provider-aws/v1.14.0/pkg/apis/crds/karpenter.sh_nodepools.yaml",
     "eksctl-v0.230/clusterconfig.schema.json":
         "https://raw.githubusercontent.com/eksctl-io/eksctl/v0.230.0/pkg/apis/eksctl.io/v1alpha5/assets/schema.json",
 }
@@ -205,8 +210,6 @@ class SchemaSources:
     folder: Path | None
     # Why the pinned files could not be fetched, when they could not.
     not_fetched: str | None = None
-    # The sources the CRDs came from, in order (for `validate`'s report).
-    layers: list[str] = field(default_factory=list)
 
 
 def cluster_crds(state: ClusterState) -> CRDSchemas:
@@ -223,29 +226,21 @@ def cluster_crds(state: ClusterState) -> CRDSchemas:
 def schema_sources(settings: Settings, state: ClusterState) -> SchemaSources:
     """The cluster's own CRDs, then the schema folder, else the pinned files the cluster does not hold, fetched."""
     crds = cluster_crds(state)
-    layers = ["the cluster's own CRDs"] if crds.kinds else []
     if settings.schemas_dir:
         if not settings.schemas_dir.is_dir():
             raise SystemExit(f"schema folder {settings.schemas_dir} does not exist")
         crds.extend(crd_schemas(settings.schemas_dir))
         crds.folder = settings.schemas_dir
         crds.missing_hint = f"add its CRD to the schema folder ({settings.schemas_dir})"
-        return SchemaSources(crds, settings.schemas_dir, None, [*layers, f"the schema folder {settings.schemas_dir}"])
+        return SchemaSources(crds, settings.schemas_dir)
     cache = settings.cache_dir / "schemas"
-    wanted = [name for name in PINNED_SCHEMA_URLS if _wanted(name, crds)]
-    not_fetched = fetch_pinned(cache, wanted)
-    held = [name for name in wanted if (cache / name).is_file()]
+    not_fetched = fetch_pinned(cache, [name for name in PINNED_SCHEMA_URLS if _wanted(name, crds)])
+    held = cache.is_dir() and any((cache / name).is_file() for name in PINNED_SCHEMA_URLS)
     if held:
-        fetched = CRDSchemas()
-        for name in held:
-            if name.endswith(".yaml"):
-                for doc in yaml.load_all((cache / name).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-                    fetched.add(doc, name)
-        crds.extend(fetched)
-        layers.append(f"pinned files fetched into {cache}")
+        # What the cluster holds itself stays first (extend keeps it), whatever an earlier run cached.
+        crds.extend(crd_schemas(cache))
     crds.missing_hint = f"give its CRD in a schema folder (--schemas or {SCHEMAS_ENV})"
-    folder = cache if any((cache / name).is_file() for name in PINNED_SCHEMA_URLS) else None
-    return SchemaSources(crds, folder, not_fetched, layers)
+    return SchemaSources(crds, cache if held else None, not_fetched)
 
 
 def _wanted(name: str, crds: CRDSchemas) -> bool:
@@ -255,9 +250,11 @@ def _wanted(name: str, crds: CRDSchemas) -> bool:
 
 
 def fetch_pinned(cache: Path, names: list[str]) -> str | None:
-    """Each pinned file in `names` not yet in `cache`, fetched; why not, at the first that could not be (no
-    further try, in this process: see _network_down)."""
+    """Each pinned file in `names` not yet in `cache`, fetched; None when all are there, else why not. A server's
+    refusal (HTTP 404) costs that file only; a network that does not answer stops every further try in this
+    process (see _network_down)."""
     global _network_down
+    refused = []
     for name in names:
         target = cache / name
         if target.is_file():
@@ -268,6 +265,9 @@ def fetch_pinned(cache: Path, names: list[str]) -> str | None:
         try:
             with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
                 data = response.read()
+        except urllib.error.HTTPError as error:
+            refused.append(f"{url}: HTTP {error.code}")
+            continue
         except (OSError, ValueError) as error:
             _network_down = f"{url}: {getattr(error, 'reason', None) or error}"
             return _network_down
@@ -276,7 +276,7 @@ def fetch_pinned(cache: Path, names: list[str]) -> str | None:
         partial = target.with_name(f".{target.name}.{os.getpid()}")
         partial.write_bytes(data)
         partial.replace(target)
-    return None
+    return "; ".join(refused) or None
 
 
 class KubernetesSchemas:
