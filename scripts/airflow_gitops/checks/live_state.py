@@ -176,8 +176,8 @@ def unwatched_variable_sources(resources: list[Resource], releases: Iterable[Rel
                 f"{WATCH_LABEL}: {WATCH_ENABLED} (configMapGenerator options.labels)", "watch-label"))
     readers: dict[str, tuple[Resource, list[str]]] = {}
     for ks in by_applier.values():
-        for ref in ks.post_build.substitute_from if ks.post_build else []:
-            source = _find(resources, ref.kind, ref.name, ks.namespace)
+        for substitute in ks.post_build.substitute_from if ks.post_build else []:
+            source = _find(resources, substitute.kind, substitute.name, ks.namespace)
             if source is not None and not _watched(source.obj):
                 readers.setdefault(source.ref, (source, []))[1].append(ks.name)
     for source, names in readers.values():

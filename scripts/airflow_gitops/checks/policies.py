@@ -7,7 +7,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping, pod_templates
+from airflow_gitops.model import (
+    ERROR,
+    WORKLOAD_KINDS,
+    Finding,
+    ReleaseRender,
+    Resource,
+    field_path,
+    mapping,
+    pod_templates,
+)
 from airflow_gitops.notification_controller.api import Receiver
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source.api import HelmChart
@@ -49,34 +58,60 @@ def exact_chart_versions(resources: list[Resource]) -> list[Finding]:
 
 # --- images -----------------------------------------------------------------------------------------
 
-# The kinds the image, request and storage policies read (pod_security also reads PodTemplate and
-# ReplicationController).
-POD_SPEC_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+# Kinds that define no pod, however large: not walked for pod specs.
+NO_PODS = {"CustomResourceDefinition", "ConfigMap", "Secret"}
+POD_KINDS = ("Pod", "PodTemplate", *WORKLOAD_KINDS, "CronJob")
 
 
 def pod_specs(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]:
-    """(path, pod spec) of every pod an object makes."""
-    if resource.kind in POD_SPEC_KINDS:
+    """(path, pod spec) of every pod an object makes: every kind Kubernetes makes pods for (model.pod_templates: Pod,
+    PodTemplate, the workloads, ReplicationController, CronJob), and any custom resource that carries a pod spec (a
+    mapping with a `containers` list, such as a CloudNativePG Pooler's spec.template.spec), which its operator turns
+    into pods."""
+    if resource.kind in POD_KINDS:
         for path, _, spec in pod_templates(resource):
             yield path, spec
+    elif resource.kind not in NO_PODS:
+        yield from _embedded_pod_specs(resource.obj, [])
+
+
+def _embedded_pod_specs(node: Any, path: list[Any]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("containers"), list) and all(isinstance(c, dict) for c in node["containers"]):
+            yield path, node
+            return
+        for key, value in node.items():
+            yield from _embedded_pod_specs(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _embedded_pod_specs(value, [*path, index])
 
 
 def containers(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any]]]:
     for path, spec in pod_specs(resource):
-        for key in ("initContainers", "containers"):
+        for key in ("initContainers", "containers", "ephemeralContainers"):
             for index, container in enumerate(spec.get(key) or []):
-                yield [*path, key, index], container
+                if isinstance(container, dict):
+                    yield [*path, key, index], container
 
 
 def images(resource: Resource) -> Iterator[tuple[list[Any], str]]:
-    """(path, image) of every container of an object ("" when it names none), and a CloudNativePG Cluster's
-    spec.imageName when set."""
+    """(path, image) of every container of an object ("" when it names none), and the image fields of operators'
+    custom resources: a CloudNativePG Cluster's spec.imageName, an ImageCatalog's spec.images[].image. A custom
+    resource's pod template may leave a container's image to its operator (a Pooler's pgbouncer)."""
+    custom = resource.kind not in POD_KINDS
     for path, container in containers(resource):
-        yield [*path, "image"], str(container.get("image") or "")
-    if resource.kind == "Cluster" and resource.api_version.startswith("postgresql.cnpg.io/"):
-        image = mapping(resource.obj.get("spec")).get("imageName")
-        if image:
-            yield ["spec", "imageName"], str(image)
+        image = str(container.get("image") or "")
+        if image or not custom:
+            yield [*path, "image"], image
+    if resource.api_version.startswith("postgresql.cnpg.io/"):
+        spec = mapping(resource.obj.get("spec"))
+        if resource.kind == "Cluster" and spec.get("imageName"):
+            yield ["spec", "imageName"], str(spec["imageName"])
+        if resource.kind in ("ImageCatalog", "ClusterImageCatalog"):
+            for index, entry in enumerate(spec.get("images") or []):
+                if isinstance(entry, dict) and entry.get("image"):
+                    yield ["spec", "images", index, "image"], str(entry["image"])
 
 
 def pod_template_resources(resources: list[Resource]) -> list[Resource]:
@@ -126,13 +161,13 @@ def plaintext_secrets(git_resources: list[Resource]) -> list[Finding]:
 
 def values_secrets(release: ReleaseRender, values_file_of) -> list[Finding]:
     findings = []
-    for path in SECRET_VALUES:
+    for secret_path in SECRET_VALUES:
         node: Any = release.values
-        for part in path:
+        for part in secret_path:
             node = node.get(part) if isinstance(node, dict) else None
         if node not in (None, ""):
-            findings.append(Finding(ERROR, values_file_of(list(path)), f"values of {release.helmrelease.ref}",
-                                    ".".join(path), "a secret in plain values: name a Secret instead "
+            findings.append(Finding(ERROR, values_file_of(list(secret_path)), f"values of {release.helmrelease.ref}",
+                                    ".".join(secret_path), "a secret in plain values: name a Secret instead "
                                     "(e.g. fernetKeySecretName, dags.gitSync.sshKeySecret)", "plaintext-secret"))
     return findings
 

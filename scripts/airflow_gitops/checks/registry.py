@@ -20,6 +20,7 @@ from airflow_gitops.checks import (
     ownership,
     pod_security,
     policies,
+    runtime_contract,
     schemas,
     secret_values,
     sops,
@@ -105,7 +106,7 @@ def _values_configmaps(cluster: CheckedCluster) -> set[tuple[str, str]]:
     found = set()
     for release in cluster.state.releases:
         for source in HelmRelease.parse(release.helmrelease).values_from:
-            if source.kind == "ConfigMap":
+            if source.kind == "ConfigMap" and source.name is not None:
                 found.add((release.helmrelease.namespace, source.name))
     return found
 
@@ -126,7 +127,14 @@ def _dags_repository(cluster: CheckedCluster) -> list[Finding]:
 
 def _airflow_contract(cluster: CheckedCluster) -> list[Finding]:
     findings = [f for release in cluster.airflow_releases
-                for f in policies.airflow_contract(release, cluster.config, cluster.values_file_of_release(release))]
+                for f in [*policies.airflow_contract(release, cluster.config, cluster.values_file_of_release(release)),
+                          *runtime_contract.values_branch(release, cluster.state.variables,
+                                                          cluster.values_file_of_release(release))]]
+    release = next(iter(cluster.airflow_releases), None)
+    contract = runtime_contract.contract_of(release, cluster.state.resources, cluster.state.variables,
+                                            list(cluster.config.airflow_image_repositories),
+                                            cluster.config.airflow_version, list(cluster.config.dags_repositories))
+    findings += runtime_contract.check(release, cluster.checked, contract)
     if not cluster.airflow_releases:
         findings.append(Finding(ERROR, f"clusters/{cluster.name}", f"HelmRelease {cluster.config.airflow_release}",
                                 "(root)", "the cluster installs no Airflow release", "airflow-contract"))
@@ -208,7 +216,8 @@ CHECKS: list[Check] = [
           _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
     Check("values-secret", "no secret in plain chart values (the chart's password fields)",
           _per_release(lambda c, release: policies.values_secrets(release, c.values_file_of_release(release)))),
-    Check("airflow-contract", "the Airflow release keeps the platform contract (executor, git-sync, secrets, version)",
+    Check("airflow-contract", "the Airflow contract (executor, git-sync repository and branch, tested images, secrets "
+          "by name) in the values and where every container receives it (env, envFrom, airflow.cfg, flags)",
           _airflow_contract),
     Check("chart", "with --require-charts, every HelmRelease's chart rendered", _charts_rendered),
 ]

@@ -400,10 +400,10 @@ def validate_values(release: ReleaseRender, folder: Path | None, repo: Path) -> 
     for label, schema in schemas:
         for error in jsonschema.Draft7Validator(schema).iter_errors(release.values):
             path = list(error.absolute_path)
-            key = (field_path(path), error.message)
-            if key in seen:
+            reported = (field_path(path), error.message)
+            if reported in seen:
                 continue
-            seen.add(key)
+            seen.add(reported)
             findings.append(Finding(ERROR, values_file_of(release, path, repo), f"values of {release.helmrelease.ref}",
                                     field_path(path), f"{error.message[:300]} (schema: {label})", "values-schema"))
     known = set(release.chart_values_keys or ())

@@ -96,7 +96,7 @@ def shape(text: str) -> str | None:
     """What a text looks like when it holds a secret whatever its key: None when it looks like none."""
     match = _SHAPES.search(text)
     if match:
-        return SHAPES[int(match.lastgroup[1:])][0]
+        return SHAPES[int(str(match.lastgroup)[1:])][0]  # every alternative is a named group: never None
     if len(text) >= 44:
         for candidate in FERNET_CANDIDATE.findall(text):
             try:

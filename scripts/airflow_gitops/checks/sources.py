@@ -73,14 +73,14 @@ def _source_object(r: Resource, policies: PolicyConfig) -> list[Finding]:
     if r.kind not in FETCHING_KINDS:
         return []
     spec = mapping(r.obj.get("spec"))
-    if r.kind in ("Bucket", "ExternalArtifact"):
+    kind = FETCHING_KINDS[r.kind]
+    if kind is None:  # Bucket, ExternalArtifact
         where = "spec.endpoint" if r.kind == "Bucket" else "kind"
         return [_finding(r, where, f"a {r.kind} source has no allowlist in the policy configuration (only Git, Helm "
                                    f"and OCI sources can be allowed): Flux would fetch from a place nobody approved")]
     url = string(spec.get("url"))
     if not url:
         return []  # required by Flux's schema: the schema check reports it
-    kind = FETCHING_KINDS[r.kind]
     if r.kind == "HelmRepository" and string(spec.get("type")) == "oci":
         kind = "oci"
     credentials = url_credentials(url)

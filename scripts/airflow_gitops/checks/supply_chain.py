@@ -229,7 +229,7 @@ def dags_repository(release: ReleaseRender, state_variables: dict[str, str], git
     source = next((r for r in git_resources if r.kind == "GitRepository" and r.name == "flux-system"
                    and r.namespace == "flux-system"), None)
     url = GitRepository.parse(source).url if source else ""
-    if url and normalise_git_url(repo) != normalise_git_url(url):
+    if source is not None and url and normalise_git_url(repo) != normalise_git_url(url):
         findings.append(Finding(ERROR, *where, f"git-sync would take DAGs from {repo!r}, not from the repository Flux "
                                 f"syncs ({source.source_file}: GitRepository flux-system/flux-system spec.url {url!r})",
                                 "dags-source"))
@@ -243,7 +243,7 @@ def chart_pins(git_resources: list[Resource]) -> list[Finding]:
     (ref.tag exact, or ref.digest; never semver or no ref) or a HelmChart (exact spec.version), and chart sources
     that ignore the version (a GitRepository/Bucket chart source must pin a commit or tag)."""
     findings = []
-    by_ref = {(r.kind, r.namespace, r.name): r for r in git_resources}
+    by_ref: dict[tuple[str | None, str, str | None], Resource] = {(r.kind, r.namespace, r.name): r for r in git_resources}
     for r in git_resources:
         if r.kind == "OCIRepository":
             findings += _oci_ref(r)

@@ -22,6 +22,7 @@ import yaml
 
 from airflow_gitops.checks.validation import validate_clusters
 from airflow_gitops.dev import extras
+from airflow_gitops.model import ClusterState
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings, add_common_options
 from airflow_gitops.source.repository import cluster_names
@@ -62,7 +63,7 @@ def run(args) -> int:
     clusters = cluster_names(settings.repo)
     over = False
     print(f"render / validate (median of {args.repeat} warm runs)")
-    states = {}
+    states: dict[str, ClusterState] = {}
     for cluster in clusters:
         value = _median(lambda c=cluster: states.__setitem__(c, render_cluster(settings, c)), args.repeat)
         unrendered = [r.helmrelease.name for r in states[cluster].releases if r.unrendered_reason]
@@ -160,14 +161,17 @@ class _BareFloor:
         environment = {k: v for k, v in os.environ.items() if k not in go_runtime.SETTINGS}
         self.process = subprocess.Popen([sys.executable, "-c", _BARE_FLOOR, str(spec)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=environment)
+        if self.process.stdin is None or self.process.stdout is None:
+            raise RuntimeError("the serial floor's process has no pipes")
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
 
     def __call__(self) -> float:
-        self.process.stdin.write("go\n")
-        self.process.stdin.flush()
-        return float(self.process.stdout.readline())
+        self.stdin.write("go\n")
+        self.stdin.flush()
+        return float(self.stdout.readline())
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self.stdin.close()
         self.process.wait()
 
 

@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"PostgreSQL in {args.dir} was not running", file=sys.stderr)
             return 0
-        pg = localpg.status(args.dir)
-        if pg is None:
+        running = localpg.status(args.dir)
+        if running is None:
             print(f"PostgreSQL in {args.dir} is not running", file=sys.stderr)
             return 1
-        sys.stdout.write(pg.exports())
+        sys.stdout.write(running.exports())
         return 0
     except localpg.PostgresUnavailable as exc:
         print(f"airflow-gitops postgres {args.action}: {exc}", file=sys.stderr)

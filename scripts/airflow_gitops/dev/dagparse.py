@@ -146,7 +146,7 @@ def _parse_once(path: Path, dags_dir: Path, log_dir: Path, client, timeout: floa
                 need_more = False
             if not need_more:
                 on_close(key.fileobj)
-                key.fileobj.close()
+                key.fileobj.close()  # type: ignore[union-attr]  # the child's sockets
         if time.monotonic() > deadline:
             proc.kill()
             raise TimeoutError(f"parsing {rel} took more than {timeout}s")

@@ -320,8 +320,9 @@ def start(
     _prepare_dir(directory)
     data = directory / "data"
     with _locked(directory):
-        state = _read_state(directory)
-        initialised = (data / "PG_VERSION").exists() and state is not None
+        saved = _read_state(directory)
+        initialised = (data / "PG_VERSION").exists() and saved is not None
+        state = saved or {}  # read only when initialised, where it is the saved state
         if initialised and is_running(directory, bindir):
             pg = LocalPostgres(directory, state["port"], state["user"], state["password"], state["database"])
             if port is not None and port != pg.port:

@@ -14,7 +14,7 @@ from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource
+from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, mapping, sequence
 from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -53,9 +53,9 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
     if any(local_charts):
         # Started now, it starts while this process loads the charts below.
         render_process.RENDERER.start([chart for chart in local_charts if chart])
-    for release, error in composed:
+    for release, failure in composed:
         if release is None:
-            state.findings.append(error.as_finding("values"))
+            state.findings.append(failure.as_finding("values"))  # type: ignore[union-attr]  # (None, error) pairs
             continue
         resource = release.helmrelease
         try:
@@ -133,10 +133,10 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
     if cache is not None and chart_digest:
         key = render_cache.render_key(chart_digest, release.values, release.release_name, release.namespace,
                                       render_cache.sdk_identity())
-    manifests = cache.get(key) if key else None
+    manifests = cache.get(key) if cache is not None and key else None
     if manifests is None:
         manifests = _render(chart, chart_path, chart_digest or render_cache.chart_digest(chart_path), release, limits)
-        if key:
+        if cache is not None and key:
             cache.put(key, manifests)
     objects: list[Resource] = []
     for template, text in sorted(manifests.items()):
@@ -155,9 +155,9 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
             if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
                 meta["namespace"] = release.namespace
             objects.append(Resource(doc, hr.source_file, f"HelmRelease {hr.namespace}/{hr.name}", template))
-    patches = post_render_patches(hr)
-    if patches:
-        objects = _post_render(objects, patches, hr)
+    post_render_patches(hr)  # refuses what Flux's API has not, before any kustomize run
+    for patches, images in post_renderers(hr):
+        objects = _post_render(objects, patches, hr, images)
     return objects
 
 
@@ -206,12 +206,37 @@ def post_render_patches(hr: Resource) -> list[dict[str, Any]]:
     return patches
 
 
-def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource) -> list[Resource]:
-    templates = {(o.kind, o.namespace, o.name): o.template for o in objects}
+# The fields of a postRenderers image override (fluxcd/pkg apis/kustomize Image), as helm-controller passes them on.
+IMAGE_FIELDS = ("name", "newName", "newTag", "digest")
+
+
+def post_renderers(hr: Resource) -> list[tuple[list[dict[str, Any]], list[dict[str, str]]]]:
+    """(patches, images) of each spec.postRenderers[].kustomize, in order. helm-controller runs each entry as its own
+    kustomize build over the previous one's output (internal/postrender build.go BuildPostRenderers, Combined;
+    kustomize.go Run: `Images` and `Patches` of one Kustomization), so an image override rewrites what the chart's
+    containers run, as a patch does."""
+    spec = mapping(hr.obj.get("spec"))
+    entries = []
+    for renderer in sequence(spec.get("postRenderers")):
+        kustomize = mapping(mapping(renderer).get("kustomize"))
+        patches = [p for p in sequence(kustomize.get("patches")) if isinstance(p, dict)]
+        images = [{k: str(v) for k, v in image.items() if k in IMAGE_FIELDS and isinstance(v, (str, int, float))}
+                  for image in sequence(kustomize.get("images")) if isinstance(image, dict)]
+        images = [image for image in images if image.get("name")]
+        if patches or images:
+            entries.append((patches, images))
+    return entries
+
+
+def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Resource,
+                 images: list[dict[str, str]] | None = None) -> list[Resource]:
+    templates: dict[tuple[Any, ...], str | None] = {(o.kind, o.namespace, o.name): o.template for o in objects}
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-post-") as tmp:
         Path(tmp, "rendered.yaml").write_text(yaml.safe_dump_all([o.obj for o in objects], sort_keys=False))
-        Path(tmp, "kustomization.yaml").write_text(
-            yaml.safe_dump({"resources": ["rendered.yaml"], "patches": patches}, sort_keys=False))
+        kustomization: dict[str, Any] = {"resources": ["rendered.yaml"], "patches": patches}
+        if images:
+            kustomization["images"] = images
+        Path(tmp, "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
         try:
             patched = run_kustomize(Path(tmp), f"postRenderers of {hr.ref}")
         except RenderError as error:

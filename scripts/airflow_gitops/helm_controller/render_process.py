@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from airflow_gitops.helm_controller import render_child
 
@@ -80,7 +81,7 @@ class Renderer:
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._requests = self._answers = -1
-        self._stderr = None
+        self._stderr: IO[bytes] | None = None
         self._owner = 0
         # A render asked for ahead of need (prefetch): the request as sent, and its deadline.
         self._pending: tuple[bytes, float] | None = None

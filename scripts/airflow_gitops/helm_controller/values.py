@@ -41,7 +41,7 @@ def compose(state: ClusterState, index: SourceIndex, hr: Resource) -> ReleaseRen
                 continue
             raise RenderError(f"{kind} {ref_name} has no key {ref.values_key!r}", hr.source_file, hr.ref,
                               f"{ref.where}.valuesKey")
-        inputs = index.generator_inputs(ref_name, os.path.dirname(source.source_file))
+        inputs = index.generator_inputs(source.name, os.path.dirname(source.source_file))
         values_files.extend(inputs)
         origin = inputs[0] if inputs else source.source_file
         if ref.target_path:

@@ -134,7 +134,7 @@ def _tell_early_builds(index: SourceIndex, state: ClusterState, next_build: _Bui
     waiting = {builds[id(ks)].future: ks for ks in pending
                if id(ks) not in told and builds[id(ks)].future is not None}
     while waiting and next_build.future is not None and not next_build.future.done():
-        done, _ = wait([next_build.future, *waiting], return_when=FIRST_COMPLETED)
+        done, _ = wait([next_build.future, *waiting], return_when=FIRST_COMPLETED)  # type: ignore[list-item]  # no None
         for future in [f for f in done if f in waiting]:
             ks = waiting.pop(future)
             told.add(id(ks))

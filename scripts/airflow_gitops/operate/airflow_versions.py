@@ -20,7 +20,10 @@ _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 def parse(version: str) -> tuple[int, int, int] | None:
     """`"3.3.2"` -> (3, 3, 2); pre-release and build suffixes are ignored; None when it is no version."""
     match = _VERSION.match(str(version).strip())
-    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]
+    if not match:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
 
 
 def compare(a: str, b: str) -> int:
@@ -38,10 +41,10 @@ def migration_head(version: str) -> str | None:
     release at or below it. Anything newer than the release the table came from may carry migrations nobody has
     seen yet, so it is unknown, and callers treat unknown as "differs".
     """
-    wanted = parse(version)
-    if wanted is None or wanted > parse(GENERATED_FROM):  # type: ignore[operator]
+    wanted, newest = parse(version), parse(GENERATED_FROM)
+    if wanted is None or newest is None or wanted > newest:
         return None
-    listed = sorted((parse(v), head) for v, head in REVISION_HEADS.items())
+    listed = sorted((parsed, head) for v, head in REVISION_HEADS.items() if (parsed := parse(v)) is not None)
     below = [head for v, head in listed if v <= wanted]
     return below[-1] if below else None
 

@@ -146,6 +146,11 @@ def render_templates(ctx: Context, cluster_only: bool = False) -> None:
                     aws_templates.render_json_template(s3 / aws_templates.LIFECYCLE[purpose], values))
 
 
+def _delete(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -167,7 +172,7 @@ def up_plan(ctx: Context, write_secret: Callable[[dict[str, str]], None],
         create = ["aws", "s3api", "create-bucket", "--bucket", bucket, "--region", region]
         if region != "us-east-1":  # the one region that rejects a LocationConstraint
             create += ["--create-bucket-configuration", f"LocationConstraint={region}"]
-        settings = [Cmd(["aws", "s3api", sub, "--bucket", bucket, option, f"file://{work}/s3/{bucket}/{name}"])
+        settings: list[Cmd | Local] = [Cmd(["aws", "s3api", sub, "--bucket", bucket, option, f"file://{work}/s3/{bucket}/{name}"])
                     for sub, option, name in aws_templates.BUCKET_SETTINGS]
         settings.append(Cmd(["aws", "s3api", "put-bucket-lifecycle-configuration", "--bucket", bucket,
                              "--lifecycle-configuration", f"file://{work}/s3/{bucket}/lifecycle.json"]))
@@ -194,7 +199,7 @@ def up_plan(ctx: Context, write_secret: Callable[[dict[str, str]], None],
             Cmd(["aws", "secretsmanager", "create-secret", "--name", ctx.secret_name, "--region", region,
                  "--secret-string", f"file://{work}/secret.json"]),
             Local(f"delete {work}/secret.json and {work}/git-sync-key (the private key now lives only in AWS)",
-                  lambda _: [(work / f).unlink(missing_ok=True) for f in ("secret.json", "git-sync-key")]),
+                  lambda _: _delete(work / "secret.json", work / "git-sync-key")),
         ]))
     steps.append(Step(
         f"EKS cluster {ctx.name}",

@@ -5,6 +5,7 @@ the wrong type reads as absent here; the schema check reports it, naming the fil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from airflow_gitops.model import Resource, mapping, sequence, string
@@ -113,7 +114,7 @@ class HelmChart:
 
 
 Source = GitRepository | HelmRepository | OCIRepository | HelmChart
-_PARSERS = {"GitRepository": GitRepository.parse, "HelmRepository": HelmRepository.parse,
+_PARSERS: dict[str, Callable[[Resource], Source]] = {"GitRepository": GitRepository.parse, "HelmRepository": HelmRepository.parse,
             "OCIRepository": OCIRepository.parse, "HelmChart": HelmChart.parse}
 
 

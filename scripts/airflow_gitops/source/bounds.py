@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -46,7 +46,12 @@ class DuplicateKeyError(yaml.MarkedYAMLError):
     """A mapping key given twice: kubectl and kustomize (yaml.v3) refuse it; PyYAML would keep the last silently."""
 
 
-class _RefuseDuplicateKeys:
+# The loader the mixin below goes on top of, for the type checker; at run time the mixin's base is object, so the
+# classes' method resolution is PyYAML's own.
+_LoaderBase: Any = yaml.SafeLoader if TYPE_CHECKING else object
+
+
+class _RefuseDuplicateKeys(_LoaderBase):
     """Duplicate mapping keys refused, as kube tools do, on top of a PyYAML loader."""
 
     def construct_mapping(self, node, deep=False):
@@ -114,8 +119,8 @@ def _check_depth(text: str, source: str) -> None:
         if isinstance(event, _STRUCTURE_EVENTS):
             depth += 1
             if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise YamlBoundError(f"{source}: line {mark.line + 1}: nesting deeper than {MAX_DEPTH} levels")
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise YamlBoundError(f"{source}: line {line}: nesting deeper than {MAX_DEPTH} levels")
         elif isinstance(event, _END_EVENTS):
             depth -= 1
 

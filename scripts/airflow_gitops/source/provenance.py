@@ -91,7 +91,8 @@ class SourceIndex:
                       if isinstance(doc.get(key), list) and isinstance(g, dict)]
         for generator in generators:
             inputs = []
-            for entry in generator.get("files") if isinstance(generator.get("files"), list) else []:
+            files = generator.get("files")
+            for entry in files if isinstance(files, list) else []:
                 source = str(entry).split("=", 1)[-1]
                 try:
                     inputs.append(str((file.parent / source).resolve().relative_to(self.repo.resolve())))
