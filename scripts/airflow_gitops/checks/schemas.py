@@ -363,11 +363,11 @@ def validate_resource(resource: Resource, kube: KubernetesSchemas, crds: CRDSche
 def _errors(validator, obj: dict[str, Any], resource: Resource, against: str) -> list[Finding]:
     try:
         errors = sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
-    except Exception as error:  # a CRD from Git or a chart whose schema jsonschema cannot apply
-        # (an unknown type, a bad pattern, a $ref): the API server would refuse that CRD; say so, never a traceback.
+    except Exception as broken:  # a CRD from Git or a chart whose schema jsonschema cannot apply
+        # (an unknown type, a $ref): the API server would refuse that CRD; say so, never a traceback.
         return [Finding(ERROR, resource.location, resource.ref, "(root)",
-                        f"not validated: the schema of {against} cannot be applied ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0][:200] if str(error) else ''})", "schema")]
+                        f"not validated: the schema of {against} cannot be applied ({type(broken).__name__}: "
+                        f"{str(broken).splitlines()[0][:200] if str(broken) else ''})", "schema")]
     findings = []
     for error in errors:
         message = error.message if len(error.message) < 300 else error.message[:300] + "..."
