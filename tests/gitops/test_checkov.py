@@ -53,3 +53,20 @@ def test_a_privileged_container_fails_the_scan(checkov):
     }, "apps/base/bad.yaml", "Kustomization flux-system/apps")
     result = checkov_scan.scan(REPO, [bad], checkov)
     assert "apps/base/bad.yaml: Deployment airflow/bad: CKV_K8S_16 Container should not be privileged" in result.failed
+
+
+WILDCARD_ROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "all"},
+                 "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
+
+
+def test_a_wildcard_cluster_role_fails_unless_it_is_one_of_fluxs_own(checkov):
+    """The one check accepted on Flux's components (checkov_scan.FLUX_COMPONENT_SKIPS) is accepted there only."""
+    ours = Resource(WILDCARD_ROLE, "infrastructure/controllers/base/role.yaml", "Kustomization flux-system/apps")
+    flux = Resource(WILDCARD_ROLE, "clusters/eks/flux-system/gotk-components.yaml", "Kustomization flux-system/flux-system")
+    result = checkov_scan.scan(REPO, [ours, flux], checkov)
+    assert [line for line in result.failed if "CKV_K8S_49" in line] == [
+        "infrastructure/controllers/base/role.yaml: ClusterRole all: CKV_K8S_49 Minimize wildcard use in Roles and "
+        "ClusterRoles"]
+    assert [line for line in result.skipped if "CKV_K8S_49" in line] == [
+        "clusters/eks/flux-system/gotk-components.yaml: ClusterRole all: CKV_K8S_49 Minimize wildcard use in Roles "
+        "and ClusterRoles"]

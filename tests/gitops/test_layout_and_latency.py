@@ -58,7 +58,8 @@ def test_flux_system_is_bootstraps_except_documented_patches(cluster):
         {"webhook-receiver"} if cluster == "eks" else set())
     component = yaml.safe_load((REPO / "infrastructure/flux-system/kustomization.yaml").read_text())
     # Namespace flux-system: its Pod Security labels (README "Hardening").
-    assert {p["target"]["name"] for p in component["patches"]} == {"kustomize-controller", "flux-system"}
+    assert [p["target"].get("name") or p["target"]["labelSelector"] for p in component["patches"]] == [
+        "kustomize-controller", "app.kubernetes.io/part-of=flux", "flux-system"]
 
 
 def test_overlays_hold_only_their_values_file():
