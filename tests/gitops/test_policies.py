@@ -10,7 +10,7 @@ from airflow_gitops.checks import policies
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import Resource
 
-from tests.helpers import edit, make_settings, skip_for
+from tests.helpers import edit, make_settings, require_values_schema, skip_for
 
 
 def errors(repo: Path, cluster: str = "kind") -> list[str]:
@@ -22,12 +22,14 @@ def only(found: list[str], pattern: str) -> list[str]:
 
 
 def test_typo_in_a_values_key_names_the_values_file(repo_copy):
+    require_values_schema()
     edit(repo_copy, "charts-values/airflow/common.yaml", "\nexecutor: KubernetesExecutor", "\nexeutor: KubernetesExecutor")
     assert only(errors(repo_copy), r"^charts-values/airflow/common.yaml: values of HelmRelease airflow/airflow: "
                                    r"exeutor: unknown top-level key")
 
 
 def test_typo_in_a_nested_values_key_names_the_values_file_and_path(repo_copy):
+    require_values_schema("eks")
     edit(repo_copy, "charts-values/airflow/eks.yaml", "statsd:\n  resources:", "statsd:\n  resourses:")
     assert only(errors(repo_copy, "eks"), r"^charts-values/airflow/eks.yaml: .*: statsd: .*resourses")
 

@@ -7,7 +7,7 @@ from airflow_gitops.checks import schemas
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Resource
 
-from tests.helpers import REPO, airflow_release, make_settings, render, require_schemas, schemas_dir
+from tests.helpers import REPO, airflow_release, make_settings, render, require_schemas, require_values_schema, schemas_dir
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,7 @@ def test_a_removed_kubernetes_api_is_an_error(crds, kube):
 
 
 def test_composed_airflow_values_pass_the_chart_values_schema(cluster):
+    require_values_schema(cluster)
     release = airflow_release(cluster)
-    if release.chart_schema is None:
-        require_schemas()
     assert release.chart_schema or schemas.values_schema_files(schemas_dir()), "a values schema is at hand"
     assert schemas.validate_values(release, schemas_dir(), REPO) == []
