@@ -65,7 +65,7 @@ require_tools() {
 check_flux_version() {
   local version
   [[ -n "$FLUX_VERSION_PINNED" ]] || die "clusters/kind/flux-system/gotk-components.yaml names no Flux version:" \
-    "regenerate it with \`airflow-gitops flux-components --write\` (README \"Flux in Git\")."
+    "regenerate it with \`airflow-gitops flux-components --write\` (docs/flux.md)."
   version="$(flux --version 2>/dev/null | awk '{print $NF}' || true)"
   version="${version#v}"
   case "$version" in

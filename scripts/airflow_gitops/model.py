@@ -116,6 +116,23 @@ def field_path(parts: list[Any] | tuple[Any, ...]) -> str:
     return text or "(root)"
 
 
+def escaped(text: str, name: bool = False) -> str:
+    """`text` as one printable line, whatever it holds: every character that is not printable (newline, CR, tab,
+    ESC and every other control, format characters such as bidi overrides, line and paragraph separators, spaces
+    other than ' ') is shown as a `\\xNN`/`\\uNNNN` escape, and so, in a name, is the backtick. So nothing taken from
+    a pull request (an object, file or cluster name, a value) can start a line of its own in a diff, a log or a
+    comment (`::`-commands, a `+++` header), close a code fence, or write a terminal escape."""
+    if text.isprintable() and not (name and "`" in text):
+        return text
+    return "".join(_escape_character(c) if not c.isprintable() or (name and c == "`") else c for c in text)
+
+
+def _escape_character(c: str) -> str:
+    code = ord(c)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
 @dataclass(frozen=True)
 class Finding:
     severity: str
@@ -124,10 +141,15 @@ class Finding:
     field: str
     message: str
     check: str = ""
+    # Lines shown under the finding as they are (the YAML to add, say): text the tool made, never a pull request's.
+    detail: str = ""
 
     def __str__(self) -> str:
+        """One line (the names and the message escaped), then `detail`, if any."""
         tag = "" if self.severity == ERROR else f"[{self.severity}] "
-        return f"{tag}{self.file}: {self.object}: {self.field}: {self.message}"
+        line = (f"{tag}{escaped(self.file, name=True)}: {escaped(self.object, name=True)}: "
+                f"{escaped(self.field, name=True)}: {escaped(self.message)}")
+        return f"{line}\n{self.detail}" if self.detail else line
 
 
 @dataclass
@@ -140,8 +162,8 @@ class RenderError(Exception):
     field: str = ""
 
     def __str__(self) -> str:
-        where = ": ".join(part for part in (self.file, self.object, self.field) if part)
-        return f"{where}: {self.message}" if where else self.message
+        where = ": ".join(escaped(part, name=True) for part in (self.file, self.object, self.field) if part)
+        return f"{where}: {escaped(self.message)}" if where else escaped(self.message)
 
     def as_finding(self, check: str = "render") -> Finding:
         return Finding(ERROR, self.file or "?", self.object or "?", self.field or "(root)", self.message, check)

@@ -1,4 +1,4 @@
-"""The layout of dags/ (docs/dags.md, "Where a DAG lives"): each file is named after the DAG it holds,
+"""The layout of dags/ (docs/dags.md, "Where a DAG lives, and what it shares"): each file is named after the DAG it holds,
 and what the DAGs share (default_args, connection ids) is defined once, in dags/include/defaults.py.
 
 The file rule is checked on the DAGs as Airflow's own DagBag parses them (a file's DAGs are the ones

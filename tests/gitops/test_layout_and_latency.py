@@ -57,7 +57,7 @@ def test_flux_system_is_bootstraps_except_documented_patches(cluster):
     assert {p["target"]["name"] for p in kustomization.get("patches", [])} == (
         {"webhook-receiver"} if cluster == "eks" else set())
     component = yaml.safe_load((REPO / "infrastructure/flux-system/kustomization.yaml").read_text())
-    # Namespace flux-system: its Pod Security labels (README "Hardening").
+    # Namespace flux-system: its Pod Security labels (docs/hardening.md).
     assert [p["target"].get("name") or p["target"]["labelSelector"] for p in component["patches"]] == [
         "kustomize-controller", "app.kubernetes.io/part-of=flux", "flux-system"]
 

@@ -612,7 +612,7 @@ def chart_ref(repo: Path, source: str) -> None:
     edit(repo, "apps/base/airflow/helmrelease.yaml", """  chart:
     spec:
       chart: airflow
-      # An exact pin: reverting a bump really downgrades. README "Bumping versions".
+      # An exact pin: reverting a bump really downgrades. docs/versions.md.
       version: "1.22.0"
       sourceRef:
         kind: HelmRepository

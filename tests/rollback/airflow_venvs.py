@@ -18,6 +18,7 @@ EXTRA_PACKAGES = {"3.2.2": ["psycopg2-binary", "asyncpg", "fastapi==0.136.3", "c
 DEFAULT_EXTRAS = ["psycopg2-binary", "asyncpg"]
 INSTALL_TIMEOUT = 900
 MARKER = ".airflow-gitops-complete"
+LOCKS = Path(__file__).resolve().parents[2] / ".ci" / "requirements"
 
 
 def venvs_dir() -> Path:
@@ -36,7 +37,11 @@ def airflow_venv(version: str) -> Path:
     # venvs are not relocatable, so it is built in place and marked complete only at the end.
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, timeout=120)
     packages = [f"apache-airflow=={version}", *EXTRA_PACKAGES.get(version, DEFAULT_EXTRAS)]
-    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *packages],
+    lock = LOCKS / f"airflow-{version}.txt"
+    # In CI every package by version and sha256 (scripts/lock-requirements.sh writes the lock).
+    requirements = ["--require-hashes", "-r", str(lock)] if os.environ.get("CI") == "true" and lock.is_file() \
+        else packages
+    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
                    check=True, timeout=INSTALL_TIMEOUT)
     (target / MARKER).write_text(" ".join(packages) + "\n")
     return target

@@ -3,7 +3,7 @@ that names a module of the package, as `parallel.py` names what its forkserver p
 
 - no import cycle;
 - no module imports a higher layer (LAYERS below, lowest first);
-- packages that stand side by side in a layer never import each other: `checks/`, `operate/` and `dev/`; and the
+- packages that stand side by side in a layer never import each other: `checks/`, `operate/`, `dev/` and `live/`; and the
   three controllers;
 - no command module imports another (`commands/_common.py` holds the argument helpers they share: not a command);
 - every module belongs to a layer: a new module is placed here on purpose.
@@ -30,12 +30,12 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("the source (files, bounds, git)", ["source"]),
     ("the controllers", ["krusty", "kustomize_controller", "helm_controller", "notification_controller"]),
     ("the render of a cluster", ["pipeline", "parallel", "rendered_diff", "aws_templates"]),
-    ("checks, operate and the DAG side", ["checks", "operate", "dev"]),
+    ("checks, operate, the DAG side and the local cluster", ["checks", "operate", "dev", "live"]),
     ("the commands", ["commands"]),
     ("the entry point", ["cli", "__main__", "__init__"]),
 ]
 SIDE_BY_SIDE = [
-    ["checks", "operate", "dev"],
+    ["checks", "operate", "dev", "live"],
     ["kustomize_controller", "helm_controller", "notification_controller"],
 ]
 COMMANDS = "commands"

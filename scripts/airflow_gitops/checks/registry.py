@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_gitops.checks import (
     aws,
+    cluster_scope,
     live_state,
     object_size,
     ownership,
@@ -27,6 +28,7 @@ from airflow_gitops.checks import (
     sources,
     storage,
     supply_chain,
+    workflow_pins,
 )
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
@@ -164,14 +166,19 @@ CHECKS: list[Check] = [
           _pod_security),
     Check("policy-config", "the policy configuration itself: known keys, no empty list, every cluster listed or exempt",
           lambda c: c.config.findings(c.name, cluster_names(c.repo))),
-    Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment",
-          lambda c: supply_chain.pinned_actions(c.repo)),
+    Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment; containers "
+                            "and services by digest; CI's apt, pip and npm installs by version and hash",
+          lambda c: [*supply_chain.pinned_actions(c.repo),
+                     *workflow_pins.pinned_ci(c.repo, supply_chain.workflow_files(c.repo))]),
     Check("bootstrap-folder", "clusters/<cluster>/flux-system/ holds only what flux bootstrap writes",
           lambda c: supply_chain.bootstrap_folder([r for r in c.state.resources if r.applied_by == ROOT_APPLIER],
                                                   c.name)),
     Check("source-origin", "every source Flux fetches is the cluster's own repository or an allowed URL, without "
                            "credentials; references resolved as Flux resolves them",
           lambda c: sources.sources(c.state.all_resources, c.config, c.name)),
+    Check("cluster-scope", "RBAC that grants power, admission control, CRDs/APIServices and Namespaces only from the "
+                           "appliers the policy configuration names; every namespace pods run in is in Git",
+          lambda c: cluster_scope.cluster_scope(c.state.resources, c.state.all_resources, c.config)),
     Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
           lambda c: supply_chain.chart_pins(c.state.resources)),
     Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from airflow_gitops.checks import policies, schemas
 from airflow_gitops.checks.registry import CheckedCluster, run_checks
-from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, RenderError
+from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, RenderError, escaped
 from airflow_gitops.parallel import WorkerCrashed, run_in_order
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.policy_config import PolicyConfig
@@ -134,11 +134,11 @@ def report_cluster(settings: Settings, cluster: str, require_charts: bool, extra
     for finding in sorted(report.findings, key=lambda f: (f.severity != "error", f.file, f.object, f.field)):
         print(f"{cluster}: {finding}")
     for note in report.state.notes:
-        print(f"{cluster}: note: {note}", file=sys.stderr)
+        print(f"{cluster}: note: {escaped(note)}", file=sys.stderr)
     for line in report.unrendered:
-        print(f"{cluster}: NOT RENDERED (its objects are not validated): {line}")
+        print(f"{cluster}: NOT RENDERED (its objects are not validated): {escaped(line)}")
     for check, why in report.checks_off:
-        print(f"{cluster}: check {check} is off: {why}")
+        print(f"{cluster}: check {check} is off: {escaped(why)}")
     errors, unvalidated = len(report.errors), len(report.unvalidated)
     print(f"{cluster}: {report.objects_checked} objects checked, {errors} error(s), "
           f"{unvalidated} unvalidated, {len(report.unrendered)} release(s) not rendered")

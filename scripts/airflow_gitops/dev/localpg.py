@@ -218,7 +218,7 @@ def is_running(directory: str | os.PathLike[str], bindir: Path | None = None) ->
 
 def _write_server_conf(data: Path, directory: Path, port: int) -> None:
     settings = dict(_SERVER_SETTINGS, port=str(port), unix_socket_directories=f"'{directory}'")
-    body = "# Written by airflow-gitops (scripts/airflow_gitops/localpg.py) on every start.\n"
+    body = "# Written by airflow-gitops (scripts/airflow_gitops/dev/localpg.py) on every start.\n"
     body += "".join(f"{key} = {value}\n" for key, value in settings.items())
     conf = data / "airflow_gitops.conf"
     conf.write_text(body)

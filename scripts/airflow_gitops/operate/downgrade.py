@@ -264,8 +264,8 @@ def backup_findings(change: VersionChange) -> list[Finding]:
            "with a healthCheckExprs entry for Backup (status.phase == 'completed')")
     return [Finding(ERROR, change.head.file, change.head.release, "airflowVersion",
                     f"changing Airflow {change.old} -> {to_version} on {change.cluster} needs a database backup that "
-                    f"completes before the migration, and there is {why}. Put this in {path}:\n"
-                    + backup_file_text(expected).rstrip("\n"), "airflow-backup")]
+                    f"completes before the migration, and there is {why}. Put this in {path}:", "airflow-backup",
+                    detail=backup_file_text(expected).rstrip("\n"))]
 
 
 def gating_kustomizations(state: ClusterState, release_ref: str) -> set[str]:

@@ -24,6 +24,7 @@ import yaml
 
 from airflow_gitops.model import ERROR, Finding, RenderError
 from airflow_gitops.source import bounds
+from airflow_gitops.source.artifact import Artifact
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # Not searched for symlinks: tooling, not desired state.
@@ -46,12 +47,16 @@ def kustomization_file(directory: Path) -> Path | None:
 class Checker:
     """Walks the kustomizations a build reaches and refuses every read outside the repository."""
 
-    def __init__(self, repo: Path, applier: str):
+    def __init__(self, repo: Path, applier: str, artifact: Artifact | None = None):
         self.root = repo.resolve()
         self.applier = applier
+        # What Flux's artifact holds: a path it leaves out is refused, as kustomize-controller would not find it.
+        self.artifact = artifact if artifact is not None else Artifact(self.root)
         self.findings: list[Finding] = []
         # Repository paths the build reads: kustomizations, and the files and folders they name.
         self.files: set[str] = set()
+        # The YAML files of a folder without a kustomization file, which Flux generates one over (artifact only).
+        self.generated: list[str] = []
         self._seen: set[Path] = set()
 
     def rel(self, path: Path) -> str:
@@ -91,9 +96,19 @@ class Checker:
             self.refuse(file, where, f"{text!r} is not a file or folder of this repository "
                                      "(kustomize would try it as a remote URL)")
             return None
+        if not self.in_artifact(lexical, file, where, repr(text)):
+            return None
         # Both spellings: kustomize opens the path as written, which may be a link inside the repository.
         self.files.update((self.rel(lexical), self.rel(resolved)))
         return resolved
+
+    def in_artifact(self, path: Path, file: str, where: str, shown: str) -> bool:
+        """Whether `path` is in Flux's artifact; a finding when it is not."""
+        reason = self.artifact.excluded(self.rel(path))
+        if reason is not None:
+            self.refuse(file, where, f"{shown} is not in Flux's artifact ({reason}): kustomize-controller would not "
+                                     "find it, and the tool does not read it")
+        return reason is None
 
     def directory(self, directory: Path) -> None:
         """A folder kustomize builds: its kustomization file, if any, and everything that one reaches."""
@@ -107,6 +122,8 @@ class Checker:
         file = self.rel(kfile)
         if not self.inside(kfile.resolve()):
             self.refuse(file, "(file)", "the kustomization is a symlink leading outside the repository: refused")
+            return
+        if not self.in_artifact(kfile, file, "(file)", "the kustomization"):
             return
         self.files.add(file)
         try:
@@ -209,10 +226,12 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 
 
 def check_build(repo: Path, directory: Path, applier: str, spec: dict[str, Any] | None = None,
-                file: str = "") -> Checker:
+                file: str = "", artifact: Artifact | None = None) -> Checker:
     """Everything a build of `directory` (with a Flux Kustomization's spec) would read, checked."""
-    checker = Checker(repo, applier)
+    checker = Checker(repo, applier, artifact)
     spec = spec or {}
+    if not checker.in_artifact(directory, file, "spec.path", repr(checker.rel(directory))):
+        return checker
     for position, component in enumerate(_as_list(spec.get("components"))):
         if spec.get("ignoreMissingComponents") is True and not (directory / str(component)).exists():
             continue  # fluxcd/pkg kustomize GenerateManifest leaves it out
@@ -225,9 +244,15 @@ def check_build(repo: Path, directory: Path, applier: str, spec: dict[str, Any] 
     if kustomization_file(directory) is not None:
         checker.directory(directory)
     else:
-        for sub in sorted(p for p in directory.rglob("*") if p.is_dir()):
-            if kustomization_file(sub) is not None:
-                checker.directory(sub)
+        # Flux generates a kustomization over what its artifact holds below the path: what it leaves out is
+        # simply not there (no finding), and not read here either.
+        for path in sorted(directory.rglob("*")):
+            if checker.artifact.excluded(checker.rel(path)) is not None:
+                continue
+            if path.is_dir() and kustomization_file(path) is not None:
+                checker.directory(path)
+            elif path.suffix in (".yaml", ".yml") and path.is_file():
+                checker.generated.append(checker.rel(path))
     return checker
 
 
@@ -271,11 +296,9 @@ class Sandbox:
         self.root.mkdir()
 
     def add(self, checked: Checker, build_path: Path) -> Path:
-        """Copies what a checked build reads (all of its folder when it has no kustomization file, as Flux
-        then generates one over every YAML file below it); returns the build's folder in the sandbox."""
-        paths = [self.repo / file for file in checked.files]
-        if kustomization_file(build_path) is None:
-            paths += [p for p in build_path.rglob("*") if p.suffix in (".yaml", ".yml")]
+        """Copies what a checked build reads (the YAML files Flux's artifact holds below its folder when it has no
+        kustomization file, as Flux then generates one over them); returns the build's folder in the sandbox."""
+        paths = [self.repo / file for file in (*checked.files, *checked.generated)]
         for path in sorted(paths):
             resolved = path.resolve()
             if not (resolved == self.repo or self.repo in resolved.parents):

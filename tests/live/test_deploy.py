@@ -1,0 +1,136 @@
+"""clusters/kind reconciled for real by Flux on the local cluster: every Kustomization Ready in dependsOn order,
+the database's health checks holding the rest back until the (played) operator reports it healthy, the Airflow
+release installed at revision 1 with its components available, and every object accepted by the API server,
+Pod Security admission included.
+
+The deploy happens once, in the `deployed` fixture, which records what it saw; the tests read that record and the
+cluster's objects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from airflow_gitops.live import flux, operators
+from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE
+
+pytestmark = pytest.mark.live
+
+ORDER = ("infra-controllers", "infra-configs", "apps")
+HOLD_SECONDS = 15
+"""How long the test watches infra-configs and apps being held back before it plays the operator."""
+
+
+@dataclass
+class Deploy:
+    revision: str
+    ready_at: dict[str, float] = field(default_factory=dict)
+    held: list[dict] = field(default_factory=list, repr=False)
+    played_at: float = 0.0
+
+
+def kustomization(live_cluster, name: str) -> dict:
+    return flux.get(live_cluster, flux.KUSTOMIZATION, name, FLUX_NAMESPACE) or {}
+
+
+@pytest.fixture(scope="session")
+def deployed(live_cluster, waits) -> Deploy:
+    flux.wait_ready(live_cluster, flux.GITREPOSITORY, "flux-system", FLUX_NAMESPACE, 120, waits=waits)
+    record = Deploy(revision=flux.source_revision(live_cluster))
+    started = time.monotonic()
+    flux.wait_ready(live_cluster, flux.KUSTOMIZATION, "infra-controllers", FLUX_NAMESPACE, 300,
+                    revision=record.revision, waits=waits)
+    record.ready_at["infra-controllers"] = time.monotonic() - started
+    # infra-configs has applied the database; its health checks now wait on the operator, which does not run.
+    flux.wait_for(live_cluster, "Cluster airflow/airflow-db applied by infra-configs",
+                  lambda: flux.get(live_cluster, operators.CNPG_CLUSTER, "airflow-db", AIRFLOW_NAMESPACE) is not None,
+                  120, waits)
+    deadline = time.monotonic() + HOLD_SECONDS
+    while time.monotonic() < deadline:
+        record.held.append({name: kustomization(live_cluster, name) for name in ("infra-configs", "apps")})
+        time.sleep(3)
+    record.played_at = time.monotonic() - started
+    operators.play_cloudnative_pg(live_cluster)
+    for name in ORDER[1:]:
+        flux.wait_ready(live_cluster, flux.KUSTOMIZATION, name, FLUX_NAMESPACE, 600, revision=record.revision,
+                        waits=waits)
+        record.ready_at[name] = time.monotonic() - started
+    return record
+
+
+def test_every_kustomization_is_ready_at_the_fetched_revision(deployed, live_cluster):
+    for name in ("flux-system", *ORDER):
+        obj = kustomization(live_cluster, name)
+        assert flux.is_ready(obj), f"{name}: {flux.condition(obj)}"
+        assert obj["status"]["lastAppliedRevision"] == deployed.revision
+
+
+def test_kustomizations_become_ready_in_dependson_order(deployed):
+    times = [deployed.ready_at[name] for name in ORDER]
+    assert times == sorted(times), deployed.ready_at
+
+
+def test_health_checks_hold_infra_configs_until_the_database_is_healthy(deployed):
+    assert deployed.held, "nothing was observed before the operator was played"
+    for seen in deployed.held:
+        ready = flux.condition(seen["infra-configs"]) or {}
+        assert ready.get("status") != "True", f"infra-configs Ready before the database was: {ready}"
+
+
+def test_apps_waits_for_infra_configs_while_the_database_is_not_ready(deployed):
+    for seen in deployed.held:
+        ready = flux.condition(seen["apps"]) or {}
+        assert ready.get("status") != "True"
+        assert ready.get("reason") in (None, "DependencyNotReady", "Progressing"), ready
+
+
+def test_the_health_checks_release_infra_configs_once_the_database_is_healthy(deployed):
+    # kustomize-controller re-polls a waiting health check every few seconds (kstatus poller).
+    assert deployed.ready_at["infra-configs"] - deployed.played_at < 60, deployed
+
+
+def test_airflow_is_installed_from_the_chart_at_helm_revision_1(deployed, live_cluster):
+    release = flux.get(live_cluster, flux.HELMRELEASE, "airflow", AIRFLOW_NAMESPACE)
+    assert flux.is_ready(release), flux.condition(release)
+    history = release["status"]["history"]
+    assert [entry["version"] for entry in history] == [1]
+    assert history[0]["status"] == "deployed"
+    assert history[0]["chartName"] == "airflow"
+    releases = flux.helm_releases(live_cluster, "airflow", AIRFLOW_NAMESPACE)
+    assert list(releases) == [1] and releases[1]["info"]["status"] == "deployed"
+
+
+@pytest.mark.parametrize("component", ["scheduler", "api-server", "dag-processor", "triggerer"])
+def test_airflow_components_become_available(deployed, live_cluster, component):
+    found = json.loads(live_cluster.kubectl("get", "deployments,statefulsets", "-n", AIRFLOW_NAMESPACE,
+                                            "-l", f"component={component}", "-o", "json").stdout)["items"]
+    assert found, f"no Deployment or StatefulSet for {component}"
+    for workload in found:
+        status = workload.get("status") or {}
+        assert status.get("readyReplicas", 0) == workload["spec"].get("replicas", 1) > 0, (workload["kind"], status)
+
+
+def test_no_pod_was_refused_by_the_api_server(deployed, live_cluster):
+    events = json.loads(live_cluster.kubectl("get", "events", "-A", "--field-selector=reason=FailedCreate",
+                                             "-o", "json").stdout)["items"]
+    assert not [f"{e['involvedObject']['kind']} {e['metadata']['namespace']}/{e['involvedObject']['name']}: "
+                f"{e['message']}" for e in events]
+
+
+def test_pod_security_admission_is_enforced_in_the_airflow_namespace(deployed, live_cluster):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged-probe", "namespace": AIRFLOW_NAMESPACE},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.37", "securityContext": {"privileged": True}}]}}
+    result = live_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False)
+    assert result.returncode != 0
+    assert 'violates PodSecurity "restricted' in result.stderr
+
+
+def test_network_policies_and_disruption_budgets_are_accepted(deployed, live_cluster):
+    policies = json.loads(live_cluster.kubectl("get", "networkpolicies", "-n", AIRFLOW_NAMESPACE, "-o",
+                                               "json").stdout)["items"]
+    assert {p["metadata"]["name"] for p in policies} >= {"airflow-db"}
+    budgets = json.loads(live_cluster.kubectl("get", "poddisruptionbudgets", "-A", "-o", "json").stdout)["items"]
+    assert budgets, "no PodDisruptionBudget reached the cluster"
