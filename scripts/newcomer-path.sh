@@ -31,7 +31,15 @@ done < <(compgen -e | grep '^AIRFLOW_GITOPS_' || true)
 # itself, where the tests run their own servers (PostgreSQL, the user API stand-in, Airflow's API server).
 registries="localhost,127.0.0.1,::1,pypi.org,files.pythonhosted.org,deb.debian.org,security.debian.org"
 registries+=",registry.npmjs.org"
-for url in "${PIP_INDEX_URL:-}" ${PIP_EXTRA_INDEX_URL:-}; do
+# The Go module proxy too (the live tests build Kubernetes and Flux from modules when Go is installed).
+goproxy=""
+if command -v go >/dev/null; then
+  goproxy="$(go env GOPROXY | tr ',|' '  ')"
+  registries+=",sum.golang.org"
+fi
+# shellcheck disable=SC2086  # the lists split on whitespace on purpose
+for url in "${PIP_INDEX_URL:-}" ${PIP_EXTRA_INDEX_URL:-} $goproxy; do
+  [[ "$url" == *://* ]] || continue # GOPROXY's `direct` and `off`
   host="${url#*://}"
   host="${host%%/*}"
   host="${host##*@}"

@@ -85,7 +85,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             need = NEEDS[key]
             line = f"{len(reports):5d} {need.label} ({shown}); to run them: {need.give}"
         else:
-            line = (f"{len(reports):5d} NO REASON FROM tests/helpers.NEEDS ({shown}): "
+            line = (f"{len(reports):5d} NO REASON FROM tests/helpers.py NEEDS ({shown}): "
                     f"{_skip_reason(reports[0]).removeprefix('Skipped: ')[:150]}")
         terminalreporter.write_line(line, yellow=True)
     return result

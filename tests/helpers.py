@@ -57,9 +57,13 @@ NEEDS = {
                        "AIRFLOW_GITOPS_REQUIRE_ACTIONLINT"),
     "live-tools": Need("LIVE TOOLS NOT BUILT", "make live-tools (needs Go and the Go module proxy)",
                        "AIRFLOW_GITOPS_REQUIRE_LIVE_TOOLS"),
+    "live-cluster": Need("LIVE CLUSTER NOT RUN", "Go and the Go module proxy (make live-tools), and the Airflow chart "
+                         "package beside the repository (../shared/charts; docs/live-cluster.md)",
+                         "AIRFLOW_GITOPS_REQUIRE_LIVE_TOOLS"),
     "psa-fixtures": Need("PSA FIXTURES NOT GIVEN", "AIRFLOW_GITOPS_PSA_TESTDATA=<k8s.io/pod-security-admission "
                          "module>/test/testdata (.ci/run: go mod download)",
                          "AIRFLOW_GITOPS_REQUIRE_PSA_FIXTURES"),
+    "tool": Need("TOOL NOT INSTALLED", "make setup (the tool's venv, shellcheck) and bash"),
     "root": Need("NOT ROOT", "run as root (CI's container does)"),
     "golden-update": Need("GOLDEN FILES BEING REWRITTEN", "run without UPDATE_GOLDEN=1"),
 }

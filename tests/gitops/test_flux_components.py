@@ -11,6 +11,7 @@ import re
 import pytest
 import yaml
 from airflow_gitops.cli import main
+from airflow_gitops.live import tools
 from airflow_gitops.operate import flux_install
 
 from tests.helpers import CLUSTERS, REPO, skip_for
@@ -25,21 +26,16 @@ def committed_version() -> str:
 
 
 def pinned_flux():
-    """The Flux CLI `make live-tools` built, else $FLUX or `flux` on PATH (its version is checked below)."""
-    try:
-        from airflow_gitops.live.tools import find_tool
-    except ImportError:  # not landed yet on this branch
-        built = None
-    else:
-        built = find_tool("flux")
-    return built or flux_install.find_flux()
+    """The Flux CLI that `make live-tools` built (the pinned one), else $FLUX or `flux` on PATH (its version is checked
+    below)."""
+    return tools.find_tool("flux") or flux_install.find_flux()
 
 
 @pytest.fixture(scope="module")
 def flux():
     found = pinned_flux()
     if found is None:
-        skip_for("live-tools", "the Flux CLI is not built, so gotk-components.yaml is not compared with "
+        skip_for("live-tools", "the pinned Flux CLI is not built, so gotk-components.yaml is not compared with "
                                "`flux install --export`")
     return found
 

@@ -16,7 +16,7 @@ from airflow_gitops.live import cluster as live
 from airflow_gitops.live import tools
 from airflow_gitops.live.flux import Waits
 
-from tests.helpers import REPO
+from tests.helpers import REPO, skip_for
 
 WAITS = Waits()
 _CLUSTERS: list[live.Cluster] = []
@@ -28,10 +28,9 @@ def required() -> bool:
 
 def unavailable(reason: str) -> None:
     """Skip loudly, or fail where the run promised the tools (.ci/run)."""
-    message = f"LIVE CLUSTER NOT RUN: {reason}"
     if required():
-        pytest.fail(f"{message} ({tools.ENV_REQUIRE}=1)", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(f"LIVE CLUSTER NOT RUN: {reason} ({tools.ENV_REQUIRE}=1)", pytrace=False)
+    skip_for("live-cluster", reason)
 
 
 def chart_packages() -> dict[str, Path]:

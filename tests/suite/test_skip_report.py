@@ -1,4 +1,4 @@
-"""The suite is honest about what it did not run: every skip names a need of tests/helpers.NEEDS, `make test` ends
+"""The suite is honest about what it did not run: every skip names a need of tests/helpers.py NEEDS, `make test` ends
 with one line per need, and where .ci/run gives a need (AIRFLOW_GITOPS_REQUIRE_<NEED>=1) a skip for it is a failure.
 
 Each case runs pytest on a small test file of its own, with this suite's conftest as a plugin."""
@@ -84,7 +84,7 @@ def test_a_skip_without_a_need_is_called_so(tmp_path):
         def test_skipped():
             pass
     """)
-    assert re.search(r"\s+1 NO REASON FROM tests/helpers\.NEEDS \(test_case\.py\): just because", proc.stdout)
+    assert re.search(r"\s+1 NO REASON FROM tests/helpers\.py NEEDS \(test_case\.py\): just because", proc.stdout)
 
 
 def test_no_run_says_skipped_is_fine(tmp_path):
