@@ -9,7 +9,7 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help lock setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down live-tools live-up live-down eks-up eks-down status reconcile rollback clean
+.PHONY: help lock setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down live-tools live-up live-down eks-up eks-down status reconcile rollback backup-rearm clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -113,6 +113,9 @@ reconcile: setup-tool ## Reconcile CLUSTER's Flux Kustomizations with their sour
 
 rollback: setup-tool ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
 	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+
+backup-rearm: setup-tool ## Re-arm CLUSTER's failed backup gate: its Backup under a new name, to commit (DRY_RUN=1 prints it)
+	$(GITOPS) backup-rearm $(CLUSTER) $(if $(DRY_RUN),--dry-run)
 
 # The local cluster (docs/live-cluster.md): Kubernetes and Flux built from Go modules, run on 127.0.0.1.
 live-tools: setup-tool ## Build etcd, Kubernetes, kwok, Flux, flux and helm from Go modules (cached by version)

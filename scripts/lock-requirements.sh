@@ -16,5 +16,9 @@ printf 'pip\nsetuptools>=68\n' | compile bootstrap.txt -
 compile tool.txt ../../pyproject.toml
 compile test.txt ../../pyproject.toml --extra test --extra dags
 printf 'checkov==3.3.30\n' | compile checkov.txt -
-# The other Airflow of the downgrade test (tests/rollback/airflow_venvs.py EXTRA_PACKAGES).
-printf 'apache-airflow==3.2.2\npsycopg2-binary\nasyncpg\nfastapi==0.136.3\ncadwyn==7.0.0\n' | compile airflow-3.2.2.txt -
+# The Airflow releases of the downgrade tests, each with its image's FAB provider (tests/rollback/airflow_venvs.py
+# packages(): the same list, one package a line).
+for release in 3.3.2 3.2.2 3.1.8; do
+  (cd ../.. && PYTHONPATH=scripts python3 -c "import sys; sys.path.insert(0, 'tests/rollback'); \
+    from airflow_venvs import packages; print('\n'.join(packages('$release')))") | compile "airflow-$release.txt" -
+done

@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "status": "Live cluster: Flux objects, Airflow pods, the release's last Helm revisions.",
     "reconcile": "Live cluster: reconcile every Flux Kustomization with its source, in dependsOn order.",
     "rollback": "Roll back a deploy commit by revert; an Airflow downgrade in two steps (schema first).",
+    "backup-rearm": "Re-arm a failed backup gate through Git: the gate's Backup under a new name.",
     "live": "The local Kubernetes and Flux cluster: build its parts from Go modules, start it, stop it.",
 }
 

@@ -5,6 +5,7 @@ The leaf of the package: it imports nothing of it, so every layer can use it (te
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +52,11 @@ class Resource:
 
     @property
     def name(self) -> str:
-        return str((self.obj.get("metadata") or {}).get("name", ""))
+        return str(mapping(self.obj.get("metadata")).get("name", ""))
 
     @property
     def namespace(self) -> str:
-        return str((self.obj.get("metadata") or {}).get("namespace") or "")
+        return str(mapping(self.obj.get("metadata")).get("namespace") or "")
 
     @property
     def ref(self) -> str:
@@ -67,12 +68,20 @@ class Resource:
 
 
 def object_data(obj: dict[str, Any]) -> dict[str, str]:
-    """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them."""
-    data = dict(obj.get("data") or {})
+    """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them. A value that is no base64
+    reads as "": the API server refuses such a Secret, and the schema check reports it (checks/schemas.py)."""
+    data = {str(key): value for key, value in mapping(obj.get("data")).items()}
     if obj.get("kind") == "Secret":
-        data = {key: base64.b64decode(str(value)).decode(errors="replace") for key, value in data.items()}
-        data.update(obj.get("stringData") or {})
+        data = {key: _base64_text(value) for key, value in data.items()}
+        data.update({str(key): value for key, value in mapping(obj.get("stringData")).items()})
     return data
+
+
+def _base64_text(value: Any) -> str:
+    try:
+        return base64.b64decode(str(value), validate=True).decode(errors="replace")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 # Kinds whose spec.template is a pod template.
@@ -98,8 +107,46 @@ def pod_templates(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any
                mapping(template.get("spec")))
 
 
+def envelope_problems(obj: Any) -> list[tuple[str, str]]:
+    """(field, why) for each part of an object's envelope that is not the type every Kubernetes object has: a mapping
+    with string apiVersion and kind, a metadata mapping with a string name, an optional string namespace, and labels
+    and annotations that map strings to strings. The API server cannot decode such an object, so Flux fails on it;
+    the engine judges only objects that have an envelope, and reports the others with these problems."""
+    if not isinstance(obj, dict):
+        return [("(root)", f"the document is a {type(obj).__name__}, not an object (a mapping)")]
+    problems = []
+    for key in ("apiVersion", "kind"):
+        if not isinstance(obj.get(key), str) or not obj.get(key):
+            problems.append((key, f"must be a non-empty string; got {_shown(obj.get(key))}"))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return [*problems, ("metadata", f"must be a mapping; got {_shown(meta)}")]
+    if not isinstance(meta.get("name"), str) and not isinstance(meta.get("generateName"), str):
+        problems.append(("metadata.name", f"must be a string; got {_shown(meta.get('name'))}"))
+    if "namespace" in meta and meta["namespace"] is not None and not isinstance(meta["namespace"], str):
+        problems.append(("metadata.namespace", f"must be a string; got {_shown(meta['namespace'])}"))
+    for key in ("labels", "annotations"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            problems.append((f"metadata.{key}", f"must be a mapping of strings; got {_shown(value)}"))
+            continue
+        for name, text in value.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                problems.append((f"metadata.{key}.{name}", f"keys and values must be strings; got {_shown(text)}"))
+    return problems
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
 def object_ref(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
+    meta = mapping(obj.get("metadata"))
     namespace = meta.get("namespace")
     name = meta.get("name", "?")
     return f"{obj.get('kind', '?')} {namespace}/{name}" if namespace else f"{obj.get('kind', '?')} {name}"

@@ -22,7 +22,7 @@ from typing import Any
 from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
-from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, mapping
 from airflow_gitops.source.bounds import load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
             if obj.kind != "Job" or obj.api_version != "batch/v1":
                 continue
             # The chart's Job, the object under check: read as rendered.
-            ttl = (obj.obj.get("spec") or {}).get("ttlSecondsAfterFinished")
+            ttl = mapping(obj.obj.get("spec")).get("ttlSecondsAfterFinished")
             if ttl is None or _drift_excluded(obj.obj) or _ignored_whole(obj.obj, drift.ignore):
                 continue
             where = AIRFLOW_CHART_JOB_ANNOTATIONS.get((obj.template or "").split("/", 1)[-1])
@@ -79,8 +79,8 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
 
 def _drift_excluded(obj: dict[str, Any]) -> bool:
     """fluxcd/pkg ssa/utils.AnyInMetadata: a label or an annotation, value compared case-insensitively."""
-    meta = obj.get("metadata") or {}
-    values = [(meta.get("labels") or {}).get(DRIFT_KEY), (meta.get("annotations") or {}).get(DRIFT_KEY)]
+    meta = mapping(obj.get("metadata"))
+    values = [mapping(meta.get("labels")).get(DRIFT_KEY), mapping(meta.get("annotations")).get(DRIFT_KEY)]
     return any(isinstance(v, str) and v.lower() == DRIFT_DISABLED for v in values)
 
 
@@ -95,7 +95,7 @@ def _ignored_whole(obj: dict[str, Any], rules: list[IgnoreRule]) -> bool:
 
 
 def _selector_matches(target: Selector, obj: dict[str, Any]) -> bool:
-    meta = obj.get("metadata") or {}
+    meta = mapping(obj.get("metadata"))
     api_version = str(obj.get("apiVersion", ""))
     group, _, version = api_version.rpartition("/")
     wanted = [(target.group, group), (target.version, version), (target.kind, obj.get("kind", "")),
@@ -194,7 +194,7 @@ def _find(resources: list[Resource], kind: str | None, name: str | None, namespa
 
 
 def _watched(obj: dict[str, Any]) -> bool:
-    return ((obj.get("metadata") or {}).get("labels") or {}).get(WATCH_LABEL) == WATCH_ENABLED
+    return mapping(mapping(obj.get("metadata")).get("labels")).get(WATCH_LABEL) == WATCH_ENABLED
 
 
 def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool:
@@ -202,10 +202,10 @@ def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool
     applier = by_applier.get(source.applied_by)
     if applier is None or applier.post_build is None:
         return False
-    meta = source.obj.get("metadata") or {}
+    meta = mapping(source.obj.get("metadata"))
     # fluxcd/pkg kustomize.SubstituteVariables skips an object labelled or annotated `substitute: disabled`.
-    return "disabled" not in ((meta.get("annotations") or {}).get(SUBSTITUTE_ANNOTATION),
-                              (meta.get("labels") or {}).get(SUBSTITUTE_ANNOTATION))
+    return "disabled" not in (mapping(meta.get("annotations")).get(SUBSTITUTE_ANNOTATION),
+                              mapping(meta.get("labels")).get(SUBSTITUTE_ANNOTATION))
 
 
 def _variable_names(text: str) -> list[str]:
@@ -231,7 +231,7 @@ def _variables_in_manifest(repo: Path, source: Resource) -> list[str]:
     names: list[str] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == source.kind and \
-                (doc.get("metadata") or {}).get("name") == source.name:
+                mapping(doc.get("metadata")).get("name") == source.name:
             for section in ("data", "stringData"):
                 for value in (doc.get(section) or {}).values():
                     names += _variable_names(str(value))

@@ -89,7 +89,8 @@ def _per_release(check: Callable[[CheckedCluster, ReleaseRender], list[Finding]]
 
 def _schemas(cluster: CheckedCluster) -> list[Finding]:
     return [f for resource in cluster.checked
-            for f in schemas.validate_resource(sops.without_sops(resource), cluster.kube, cluster.crds)]
+            for f in [*schemas.validate_resource(sops.without_sops(resource), cluster.kube, cluster.crds),
+                      *schemas.byte_fields(resource)]]
 
 
 def _pod_security(cluster: CheckedCluster) -> list[Finding]:
@@ -246,8 +247,31 @@ def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, 
         if reason is not None:
             off.append((check.name, reason))
             continue
-        findings += check.run(cluster)
+        try:
+            findings += check.run(cluster)
+        except TYPE_ERRORS as error:
+            # A check reads typed objects; one that is not is the schema check's finding, which names its file,
+            # object and field. Only then is a failed check reported as not run, never as an internal error.
+            if not _typed_findings(cluster, findings):
+                raise
+            findings.append(Finding(ERROR, f"clusters/{cluster.name}", f"check {check.name}",
+                                    "(not run)", f"could not judge this cluster: an input has the wrong type "
+                                    f"({type(error).__name__}: {str(error)[:120]}); the schema findings name it",
+                                    check.name))
     return findings, off
+
+
+# What reading a field of the wrong type raises.
+TYPE_ERRORS: tuple[type[Exception], ...] = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+TYPED_CHECKS = ("schema", "values-schema", "yaml", "build", "values", "chart", "substitution")
+
+
+def _typed_findings(cluster: CheckedCluster, findings: list[Finding]) -> bool:
+    """Whether a schema (or YAML, build, values) finding already reports a wrongly typed input of this cluster."""
+    if any(f.check in TYPED_CHECKS for f in [*findings, *cluster.state.findings]):
+        return True
+    return any(schemas.validate_values(release, cluster.schema_folder, cluster.repo)
+               for release in cluster.state.releases)
 
 
 def describe(settings: Settings, config: PolicyConfig) -> list[str]:

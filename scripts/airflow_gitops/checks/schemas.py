@@ -320,6 +320,25 @@ BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
 BUILTIN_GROUPS = {"", "apps", "batch", "policy", "autoscaling"}
 
 
+# Fields of `format: byte`: the API server decodes them as Go's encoding/json decodes []byte, standard base64 with
+# padding (base64.StdEncoding); a JSON schema validator does not check formats.
+BYTE_FIELDS = {("v1", "Secret"): "data", ("v1", "ConfigMap"): "binaryData"}
+BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+
+
+def byte_fields(resource: Resource) -> list[Finding]:
+    """A Secret's data and a ConfigMap's binaryData are base64: a value that is not is refused by the API server, so
+    it is a schema finding here (a SOPS-encrypted Secret's values are ciphertext until Flux decrypts them)."""
+    key = BYTE_FIELDS.get((resource.api_version, resource.kind))
+    values = resource.obj.get(key) if key and "sops" not in resource.obj else None
+    if not isinstance(values, dict):
+        return []
+    return [Finding(ERROR, resource.location, resource.ref, f"{key}.{name}",
+                    "not base64 (standard alphabet, padded): the API server refuses the object", "schema")
+            for name, value in values.items()
+            if isinstance(value, str) and not BASE64.match("".join(value.split()))]
+
+
 def validate_resource(resource: Resource, kube: KubernetesSchemas, crds: CRDSchemas) -> list[Finding]:
     obj = resource.obj
     api_version, kind = resource.api_version, resource.kind
@@ -408,7 +427,7 @@ def validate_values(release: ReleaseRender, folder: Path | None, repo: Path) -> 
                                     field_path(path), f"{error.message[:300]} (schema: {label})", "values-schema"))
     known = set(release.chart_values_keys or ())
     for _, schema in schemas:
-        known |= set((schema.get("properties") or {}).keys())
+        known |= set(mapping(schema.get("properties")).keys())
     if known:
         for key in sorted(set(release.values) - known):
             findings.append(Finding(ERROR, values_file_of(release, [key], repo), f"values of {release.helmrelease.ref}",

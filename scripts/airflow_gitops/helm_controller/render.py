@@ -11,10 +11,18 @@ import yaml
 
 from airflow_gitops.helm_controller import render_cache, render_process
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
+from airflow_gitops.helm_controller.chart import ChartBroken, ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, mapping, sequence
+from airflow_gitops.model import (
+    ClusterState,
+    ReleaseRender,
+    RenderError,
+    Resource,
+    envelope_problems,
+    mapping,
+    sequence,
+)
 from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -64,7 +72,14 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
             release.unrendered_reason = str(reason)
             releases.append(release)
             continue
-        release.chart_values_keys = set(chart.values)
+        except ChartBroken as broken:
+            release.unrendered_reason = str(broken)
+            state.findings.append(RenderError(str(broken), resource.source_file, resource.ref, "spec.chart").as_finding(
+                "chart"))
+            releases.append(release)
+            continue
+        # A chart without values.yaml has no default values (Helm reads it as empty).
+        release.chart_values_keys = set(chart.values or {})
         release.chart_schema = chart.schema or None
         chart_path = charts.path_of(chart)
         try:
@@ -151,6 +166,13 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
         for doc in docs:
             if not doc:
                 continue
+            problems = envelope_problems({**doc, "metadata": doc.get("metadata") or {"name": "?"}}
+                                         if isinstance(doc, dict) else doc)
+            if problems:
+                files = ", ".join(release.values_files) or hr.source_file
+                field, why = problems[0]
+                raise RenderError(f"chart {chart.name} rendered an object Kubernetes cannot decode ({template}: "
+                                  f"{field}: {why})", files, hr.ref, "spec.valuesFrom")
             meta = doc.setdefault("metadata", {})
             if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
                 meta["namespace"] = release.namespace
@@ -243,5 +265,5 @@ def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Res
             raise RenderError(f"postRenderers kustomize patches failed: {error}", hr.source_file, hr.ref,
                               "spec.postRenderers") from error
     return [Resource(doc, hr.source_file, f"HelmRelease {hr.namespace}/{hr.name}",
-                     templates.get((doc.get("kind"), (doc.get("metadata") or {}).get("namespace", ""),
-                                    (doc.get("metadata") or {}).get("name")))) for doc in patched]
+                     templates.get((doc.get("kind"), mapping(doc.get("metadata")).get("namespace", ""),
+                                    mapping(doc.get("metadata")).get("name")))) for doc in patched]

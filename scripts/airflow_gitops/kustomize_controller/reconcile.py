@@ -14,7 +14,16 @@ from typing import Any
 from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.build import build as kustomize_build
-from airflow_gitops.model import ERROR, WARNING, ClusterState, Finding, RenderError, Resource
+from airflow_gitops.model import (
+    ERROR,
+    WARNING,
+    ClusterState,
+    Finding,
+    RenderError,
+    Resource,
+    envelope_problems,
+    object_ref,
+)
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import containment
 from airflow_gitops.source.api import source_references
@@ -163,6 +172,22 @@ def _start_kustomization(settings: Settings, index: SourceIndex, cluster: str, k
     return _build(settings, index, sandbox, cluster, path, ks.spec, file, ref, "spec.path", pool)
 
 
+def _with_envelope(objects: list[Any], ks: Kustomization, state: ClusterState, file_of) -> list[dict[str, Any]]:
+    """The objects of a build that have a Kubernetes envelope (model.envelope_problems); each other one is a schema
+    finding and is not applied (the API server could not decode it: kustomize-controller fails on it)."""
+    kept = []
+    for obj in objects:
+        problems = envelope_problems(obj)
+        if not problems:
+            kept.append(obj)
+            continue
+        where = file_of(obj) if isinstance(obj, dict) else ks.resource.source_file
+        ref = object_ref(obj) if isinstance(obj, dict) else f"an object built by {ks.applier}"
+        state.findings += [Finding(ERROR, where, ref, field, f"{why}; {ks.applier} would fail to apply it", "schema")
+                           for field, why in problems]
+    return kept
+
+
 def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomization, build: _Build,
                          objects: list[dict[str, Any]] | None = None) -> list[Resource]:
     objects = build.objects() if objects is None else objects
@@ -170,6 +195,7 @@ def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomizat
     if objects is None:
         return []
     rel_path = build.rel_path
+    objects = _with_envelope(objects, ks, state, lambda o: index.file_of(o, rel_path))
     variables = postbuild.collect_variables(state, ks) if ks.post_build else {}
     # Without any variable, kustomize-controller substitutes nothing unless substituteStrategy is Always.
     if variables or (ks.post_build and ks.post_build.strategy == "Always"):

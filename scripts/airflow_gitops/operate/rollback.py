@@ -147,6 +147,10 @@ def plan(settings: Settings, commit: str, cluster: str | None, remote: str, bran
         raise Refused("the schema-rollback layer is shared by every cluster, but this commit moves them differently "
                       f"({'; '.join(c.describe() for c in changes)}): split the change per cluster first")
     new_version, old_version = pairs.pop()
+    try:
+        downgrade.fab_downgrade(new_version, old_version)
+    except downgrade.UnknownFabSchema as unknown:
+        raise Refused(str(unknown)) from None
     step1 = f"Roll back Airflow {new_version} -> {old_version}, step 1 of 2: stop Airflow, downgrade the schema"
     step2 = f"Revert \"{subject}\" (Airflow {new_version} -> {old_version}, step 2 of 2)"
     body = f"airflow-gitops rollback {sha}"

@@ -24,14 +24,18 @@ def version_change(settings: Settings, cluster: str, ref: str) -> list[Finding]:
     """Findings of the Airflow version change from `ref` (`validate --base`); its summary goes to stdout with the
     rest of the cluster's report."""
     with base_tree(settings, ref) as base:
-        if not (base.repo / "clusters" / cluster).is_dir():
-            print(f"{cluster}: a new cluster (not in {ref}): no Airflow version change to check")
-            return []
-        try:
-            change = analyse(base, settings, cluster, ref)
-        except NoAirflowRelease as missing:
-            # The airflow-contract check already reports a cluster without the release.
-            print(f"{cluster}: no Airflow version to compare ({escaped(missing.message)} on one side)")
-            return []
+        return version_findings(base, settings, cluster, ref)
+
+
+def version_findings(base: Settings, settings: Settings, cluster: str, ref: str) -> list[Finding]:
+    if not (base.repo / "clusters" / cluster).is_dir():
+        print(f"{cluster}: a new cluster (not in {ref}): no Airflow version change to check")
+        return []
+    try:
+        change = analyse(base, settings, cluster, ref)
+    except NoAirflowRelease as missing:
+        # The airflow-contract check already reports a cluster without the release.
+        print(f"{cluster}: no Airflow version to compare ({escaped(missing.message)} on one side)")
+        return []
     print(f"{cluster}: {escaped(change.describe('<this commit>'))}")
     return change.findings

@@ -198,6 +198,9 @@ class Artifact:
     spec_ignore: str | None = None
     spec_ignore_origin: str = "spec.ignore"
     patterns: list[Pattern] = field(init=False)
+    # Answers and symlink tests already made: a build asks for the same folders many times.
+    _answers: dict[tuple[str, ...], str | None] = field(init=False, default_factory=dict)
+    _links: dict[tuple[str, ...], bool] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.repo = self.repo.resolve()
@@ -223,13 +226,23 @@ class Artifact:
     def excluded(self, rel: str | Path) -> str | None:
         """Why the repository path `rel` is not in Flux's artifact, or None when it is."""
         parts = Path(rel).parts
+        if parts not in self._answers:
+            self._answers[parts] = self._excluded(parts)
+        return self._answers[parts]
+
+    def _is_link(self, parts: tuple[str, ...]) -> bool:
+        if parts not in self._links:
+            self._links[parts] = self.repo.joinpath(*parts).is_symlink()
+        return self._links[parts]
+
+    def _excluded(self, parts: tuple[str, ...]) -> str | None:
         if not parts or parts == (".",):
             return None
         if NEVER_IN_ARTIFACT in parts:
             return "`.git/` is never in Flux's artifact"
         target = self.repo.joinpath(*parts)
         for depth in range(1, len(parts) + 1):
-            if self.repo.joinpath(*parts[:depth]).is_symlink():
+            if self._is_link(parts[:depth]):
                 return (f"{'/'.join(parts[:depth])} is a symlink, and source-controller archives regular files and "
                         "folders only")
         is_dir = target.is_dir()

@@ -73,8 +73,11 @@ class Checker:
 
     def target(self, base: Path, entry: Any, file: str, where: str) -> Path | None:
         """The repository path an entry names, or None after a finding. Never follows a link out."""
-        text = str(entry)
-        if REMOTE.match(text) and not (base / text).exists():
+        if not isinstance(entry, str) or not entry or "\0" in entry:
+            self.refuse(file, where, f"must be a path (a non-empty string); got {type(entry).__name__}")
+            return None
+        text = entry
+        if REMOTE.match(text) and not _exists(base / text):
             self.refuse(file, where, f"remote {text!r} refused: builds read only this repository, offline")
             return None
         if os.path.isabs(text):
@@ -86,13 +89,18 @@ class Checker:
             return None
         # kustomize joins paths lexically (Go's filepath.Join), the OS follows each symlink before a `..`:
         # both readings must stay inside.
-        resolved = (base / text).resolve()
+        try:
+            resolved = (base / text).resolve()
+            exists = resolved.exists()
+        except OSError as error:  # a name too long for the file system, a loop of links
+            self.refuse(file, where, f"{text[:80]!r} is not a file or folder of this repository ({error.strerror})")
+            return None
         if not self.inside(resolved):
             link = next((p for p in (lexical, *lexical.parents) if p.is_symlink()), lexical)
             self.refuse(file, where, f"{text!r} goes through the symlink {self.rel(link)}, which leads outside "
                                      "the repository: refused")
             return None
-        if not resolved.exists():
+        if not exists:
             self.refuse(file, where, f"{text!r} is not a file or folder of this repository "
                                      "(kustomize would try it as a remote URL)")
             return None
@@ -340,3 +348,10 @@ def check_cluster_name(name: str, known: list[str], allow_all: bool = False) -> 
     if not CLUSTER_NAME.match(name) or name not in known:
         raise RenderError(f"{name!r} is not a cluster: give the name of a folder under clusters/ "
                           f"({', '.join(known) or 'none'}){' or all' if allow_all else ''}")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system
+        return False

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding
+from airflow_gitops.model import ERROR, Finding, mapping
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source import bounds, containment
 from airflow_gitops.source.artifact import Artifact
@@ -104,7 +104,7 @@ class SourceIndex:
             if file.name.startswith("kustomization."):
                 self._index_generators(file, rel, doc)
                 continue
-            name = (doc.get("metadata") or {}).get("name")
+            name = mapping(doc.get("metadata")).get("name")
             if doc.get("kind") and name:
                 self._by_name[(str(doc["kind"]), str(name))].append(rel)
 
@@ -124,7 +124,7 @@ class SourceIndex:
 
     def file_of(self, obj: dict[str, Any], under: str | None = None) -> str:
         kind = str(obj.get("kind", ""))
-        name = str((obj.get("metadata") or {}).get("name", ""))
+        name = str(mapping(obj.get("metadata")).get("name", ""))
         candidates = self._by_name.get((kind, name), [])
         if not candidates:
             generated = self.generators.get(HASH_SUFFIX.sub("", name), [])
