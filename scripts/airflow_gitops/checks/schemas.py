@@ -243,6 +243,18 @@ def schema_sources(settings: Settings, state: ClusterState) -> SchemaSources:
     return SchemaSources(crds, cache if held else None, not_fetched)
 
 
+def schemas_dir(settings: Settings) -> Path | None:
+    """A folder of CRD files, for what reads files rather than the layered CRDs (checks/transitions.py): the schema
+    folder given, else the pinned files fetched into the cache (those that could be), else None (offline)."""
+    if settings.schemas_dir:
+        if not settings.schemas_dir.is_dir():
+            raise SystemExit(f"schema folder {settings.schemas_dir} does not exist")
+        return settings.schemas_dir
+    cache = settings.cache_dir / "schemas"
+    fetch_pinned(cache, list(PINNED_SCHEMA_URLS))
+    return cache if any((cache / name).is_file() for name in PINNED_SCHEMA_URLS) else None
+
+
 def _wanted(name: str, crds: CRDSchemas) -> bool:
     """A pinned file is fetched only when the cluster's own CRDs do not already hold what it holds."""
     match = _CRD_FILE.fullmatch(name)
