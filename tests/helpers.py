@@ -63,7 +63,7 @@ NEEDS = {
     "psa-fixtures": Need("PSA FIXTURES NOT GIVEN", "AIRFLOW_GITOPS_PSA_TESTDATA=<k8s.io/pod-security-admission "
                          "module>/test/testdata (.ci/run: go mod download)",
                          "AIRFLOW_GITOPS_REQUIRE_PSA_FIXTURES"),
-    "tool": Need("TOOL NOT INSTALLED", "make setup (the tool's venv, shellcheck) and bash"),
+    "tool": Need("TOOL NOT INSTALLED", "make setup (the tool's venv, shellcheck), bash and Go"),
     "root": Need("NOT ROOT", "run as root (CI's container does)"),
     "golden-update": Need("GOLDEN FILES BEING REWRITTEN", "run without UPDATE_GOLDEN=1"),
 }
