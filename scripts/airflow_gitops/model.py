@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +164,18 @@ def field_path(parts: list[Any] | tuple[Any, ...]) -> str:
     return text or "(root)"
 
 
+def duration_seconds(duration: str | int | float | None) -> float:
+    """Seconds of a Go duration as Flux specs write them (`1m30s`, `10s`, `1h`) and plain numbers of seconds."""
+    if duration is None or duration == "":
+        return 0.0
+    if isinstance(duration, int | float) or re.fullmatch(r"\d+(\.\d+)?", str(duration)):
+        return float(duration)
+    total = 0.0
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(duration)):
+        total += float(value) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+    return total
+
+
 def escaped(text: str, name: bool = False) -> str:
     """`text` as one printable line, whatever it holds: every character that is not printable (newline, CR, tab,
     ESC and every other control, format characters such as bidi overrides, line and paragraph separators, spaces
@@ -233,6 +246,8 @@ class ReleaseRender:
     unrendered_reason: str | None = None
     chart_values_keys: set[str] | None = None
     chart_schema: dict[str, Any] | None = None
+    # The chart's NOTES.txt rendered with the release's values (what `helm install` prints), when it has one.
+    notes: str | None = None
 
 
 @dataclass

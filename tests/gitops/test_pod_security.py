@@ -20,7 +20,8 @@ from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.helm_controller import render
 from airflow_gitops.model import Resource
 
-from tests.helpers import airflow_release, make_settings, skip_for
+from tests import helpers
+from tests.helpers import airflow_release, edit, make_settings, skip_for
 
 RESTRICTED_POD = {
     "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -329,15 +330,17 @@ def pod_security_errors(repo: Path, cluster: str = "kind") -> list[str]:
 
 
 def test_a_privileged_daemonset_in_git_fails(repo_copy):
+    # kube-system: a namespace the repository does not label, where baseline holds for every pod (the operators'
+    # namespaces enforce restricted).
     (repo_copy / "infrastructure/configs/base/node-agent.yaml").write_text(
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: cnpg-system\nspec:\n"
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: kube-system\nspec:\n"
         "  selector:\n    matchLabels: {app: node-agent}\n  template:\n    metadata:\n      labels: {app: node-agent}\n"
         "    spec:\n      hostNetwork: true\n      containers:\n        - name: agent\n          image: busybox:1.37\n"
         "          securityContext: {privileged: true}\n")
     kustomization = repo_copy / "infrastructure/configs/base/kustomization.yaml"
     kustomization.write_text(kustomization.read_text() + "  - node-agent.yaml\n")
     found = pod_security_errors(repo_copy)
-    prefix = "infrastructure/configs/base/node-agent.yaml: DaemonSet cnpg-system/node-agent: spec.template.spec."
+    prefix = "infrastructure/configs/base/node-agent.yaml: DaemonSet kube-system/node-agent: spec.template.spec."
     assert f"{prefix}hostNetwork: Pod Security baseline: hostNetwork: true shares the node's namespace " \
            "(host namespaces are forbidden)" in found
     assert f"{prefix}containers[0].securityContext.privileged: Pod Security baseline: container 'agent' is privileged" \
@@ -364,6 +367,29 @@ def test_every_airflow_pod_meets_restricted(rendered_airflow, cluster):
     assert [str(f) for f in report.findings if f.check == "pod-security"] == []
     kinds = {r.kind for r in rendered_airflow.objects}
     assert {"Deployment", "StatefulSet", "Job", "CronJob"} <= kinds
+
+
+def test_operator_namespaces_enforce_restricted_and_their_charts_meet_it(repo_copy):
+    """cnpg-system, cert-manager and external-secrets enforce restricted: a chart value that breaks it fails."""
+    release = next(r for r in helpers.render("eks").releases if r.helmrelease.name == "external-secrets")
+    if release.unrendered_reason:
+        skip_for("chart", f"operator chart not rendered: {release.unrendered_reason}")
+    namespaces = {r.name: r.obj["metadata"]["labels"] for r in helpers.render("eks").resources
+                  if r.kind == "Namespace"}
+    for name in ("cnpg-system", "cert-manager", "external-secrets"):
+        assert namespaces[name]["pod-security.kubernetes.io/enforce"] == "restricted", name
+    assert pod_security_errors(helpers.REPO, "eks") == []
+    edit(repo_copy, "infrastructure/controllers/eks/external-secrets.yaml",
+         "    podSecurityContext:\n      enabled: true\n      runAsNonRoot: true\n      seccompProfile:\n"
+         "        type: RuntimeDefault\n    securityContext:\n      runAsUser: 65532\n",
+         "    podSecurityContext:\n      enabled: true\n      runAsNonRoot: true\n      seccompProfile:\n"
+         "        type: RuntimeDefault\n    securityContext:\n      runAsUser: 65532\n      "
+         "allowPrivilegeEscalation: true\n")
+    found = pod_security_errors(repo_copy, "eks")
+    assert found == ["infrastructure/controllers/eks/external-secrets.yaml (external-secrets/templates/deployment.yaml): "
+                     "Deployment external-secrets/external-secrets: spec.template.spec.containers[0].securityContext."
+                     "allowPrivilegeEscalation: Pod Security restricted: container 'external-secrets' must set "
+                     "allowPrivilegeEscalation: false"], found
 
 
 def test_post_renderers_patch_through_the_chart_fails(repo_copy):

@@ -16,6 +16,7 @@ from typing import Any
 from airflow_gitops.checks import (
     aws,
     cluster_scope,
+    deprecated_values,
     live_state,
     object_size,
     ownership,
@@ -220,8 +221,16 @@ CHECKS: list[Check] = [
                                                           c.index.generator_inputs)),
     Check("readiness", "a healthCheckExprs entry for every custom resource kind a Kustomization waits for",
           lambda c: live_state.unchecked_readiness(c.state.resources)),
+    Check("wait-timeout", "a Kustomization waits longer for its HelmReleases than their retries and remediations take",
+          lambda c: live_state.short_wait_timeouts(c.state.resources)),
+    Check("prune-protection", "kustomize.toolkit.fluxcd.io/prune: disabled on every object that holds data under a "
+          "pruning Kustomization (database Clusters, PVCs, their Namespace)",
+          lambda c: live_state.unprotected_data(c.state.resources, c.state.releases)),
     Check("values-schema", "composed values against the chart's values schema, and no unknown top-level key",
           _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
+    Check("values-deprecated", "no value the chart marks deprecated (its values.schema.json, its rendered NOTES.txt)",
+          _per_release(lambda c, release: deprecated_values.deprecated_values(release,
+                                                                              c.values_file_of_release(release)))),
     Check("values-secret", "no secret in plain chart values (the chart's password fields)",
           _per_release(lambda c, release: policies.values_secrets(release, c.values_file_of_release(release)))),
     Check("airflow-contract", "the Airflow contract (executor, git-sync repository and branch, tested images, secrets "

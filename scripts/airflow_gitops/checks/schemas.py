@@ -59,8 +59,9 @@ PINNED_SCHEMA_URLS = {
     **{f"cloudnative-pg-v1.30/postgresql.cnpg.io_{kind}.yaml":
        f"https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/release-1.30/config/crd/bases/postgresql.cnpg.io_{kind}.yaml"
        for kind in ("clusters", "backups", "scheduledbackups", "poolers", "databases")},
+    # The plugin that runs: chart plugin-barman-cloud 0.6.0 deploys v0.12.0 (infrastructure/controllers/eks).
     "cloudnative-pg-v1.30/barmancloud.cnpg.io_objectstores.yaml":
-        "https://raw.githubusercontent.com/cloudnative-pg/plugin-barman-cloud/v0.14.0/config/crd/bases/barmancloud.cnpg.io_objectstores.yaml",
+        "https://raw.githubusercontent.com/cloudnative-pg/plugin-barman-cloud/v0.12.0/config/crd/bases/barmancloud.cnpg.io_objectstores.yaml",
     **{f"external-secrets-v2.9/external-secrets.io_{kind}.yaml":
        f"https://raw.githubusercontent.com/external-secrets/external-secrets/helm-chart-2.9.0/config/crds/bases/external-secrets.io_{kind}.yaml"
        for kind in ("externalsecrets", "secretstores", "clustersecretstores")},

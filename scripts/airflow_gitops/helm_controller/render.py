@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,20 @@ _RAISE = {
               f"more: --render-memory MIB or {RENDER_MEMORY_ENV}",
     "output": "",
 }
+
+
+# Helm's own split of a template's output into manifests (helm.sh/helm/v4 v4.2.4 pkg/release/v1/util/manifest.go,
+# `SplitManifests`): a line that *starts* with `---` ends a manifest, whatever follows on that line. So `---# comment`
+# and `---apiVersion: v1` split there, where YAML (and PyYAML) sees no document marker at all (cert-manager v1.19.1's
+# rbac.yaml writes `---# Permission to approve ...`). helm-controller installs what this split gives.
+_HELM_MANIFEST_SEPARATOR = re.compile(r"^---[ \t]*", re.MULTILINE)
+
+
+def split_manifests(text: str) -> list[str]:
+    """A template's output as Helm splits it: the manifests in order, each without leading whitespace, blank ones
+    dropped (Helm's `SplitManifests`)."""
+    pieces = _HELM_MANIFEST_SEPARATOR.split(text.lstrip())
+    return [piece.lstrip() for piece in pieces if piece.strip()]
 
 
 class RenderLimitError(RenderError):
@@ -155,10 +170,13 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
             cache.put(key, manifests)
     objects: list[Resource] = []
     for template, text in sorted(manifests.items()):
+        if template == f"{chart.name}/templates/NOTES.txt":  # the chart's own; Helm prints no subchart's
+            release.notes = text
         if template.endswith("NOTES.txt") or not text.strip():
             continue
         try:
-            docs = bounds.load_yaml_all(text, template, kubernetes=True)
+            docs = [doc for manifest in split_manifests(text)
+                    for doc in bounds.load_yaml_all(manifest, template, kubernetes=True)]
         except yaml.YAMLError as error:
             files = ", ".join(release.values_files) or hr.source_file
             raise RenderError(f"chart {chart.name} rendered YAML that is refused: {error}", files, hr.ref,
