@@ -96,3 +96,17 @@ def test_a_privileged_container_fails_the_scan(checkov):
     }, "apps/base/bad.yaml", "Kustomization flux-system/apps")
     result = checkov_scan.scan(REPO, [bad], checkov)
     assert "apps/base/bad.yaml: Deployment airflow/bad: CKV_K8S_16 Container should not be privileged" in result.failed
+
+
+def test_flux_components_are_scanned_apart_so_their_open_policy_hides_no_pod(checkov):
+    """checkov joins NetworkPolicies to pods across namespaces; Flux's allow-egress selects every pod of flux-system
+    only, so it must not count as the policy of a pod elsewhere (checkov_scan.FLUX_COMPONENTS)."""
+    flux_policy = Resource({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                            "metadata": {"name": "allow-egress", "namespace": "flux-system"},
+                            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}},
+                           "clusters/kind/flux-system/gotk-components.yaml", "Kustomization flux-system/flux-system")
+    pod = Resource({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "alone", "namespace": "airflow"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}},
+                   "apps/base/alone.yaml", "Kustomization flux-system/apps")
+    result = checkov_scan.scan(REPO, [flux_policy, pod], checkov)
+    assert any(line.startswith("apps/base/alone.yaml: Pod airflow/alone: CKV2_K8S_6 ") for line in result.failed)
