@@ -132,7 +132,7 @@ def waits() -> Waits:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call" and report.failed and _CLUSTERS:
+    if report.when in ("setup", "call") and report.failed and _CLUSTERS:
         cluster = _CLUSTERS[-1]
         report.sections.append(("live cluster", f"logs: {cluster.layout.logs}"))
         for name in ("kustomize-controller", "helm-controller", "source-controller", "kwok", "kube-apiserver"):
