@@ -71,7 +71,7 @@ def _go_pattern(pattern: str) -> re.Pattern[str] | None:
             negate = i < n and pattern[i] == "^"
             if negate:
                 i += 1
-            ranges = []
+            ranges: list[str] = []
             while True:
                 if i < n and pattern[i] == "]" and ranges:
                     break
@@ -80,9 +80,10 @@ def _go_pattern(pattern: str) -> re.Pattern[str] | None:
                     return None
                 hi = lo
                 if i < n and pattern[i] == "-":
-                    hi, i = _class_char(pattern, i + 1)
-                    if hi is None:
+                    upper, i = _class_char(pattern, i + 1)
+                    if upper is None:
                         return None
+                    hi = upper
                 ranges.append(f"{re.escape(lo)}-{re.escape(hi)}" if lo != hi else re.escape(lo))
             out.append(f"[{'^' if negate else ''}{''.join(ranges)}]" if not negate else
                        f"[^/{''.join(ranges)}]")
