@@ -433,7 +433,7 @@ def unprotected_data(resources: list[Resource], releases: Iterable[ReleaseRender
     deleting a Namespace deletes everything in it. Each must carry `kustomize.toolkit.fluxcd.io/prune: disabled`."""
     pruning = {ks.applier: ks for ks in kustomizations(resources) if ks.prune}
     everything = [*resources, *(obj for release in releases for obj in release.objects)]
-    holding = {}
+    holding: dict[str, Resource] = {}
     for obj in everything:
         if _holds_data(obj):
             holding.setdefault(obj.namespace, obj)
@@ -463,7 +463,7 @@ def unprotected_data(resources: list[Resource], releases: Iterable[ReleaseRender
 
 def _holds_data(obj: Resource) -> bool:
     key = (api_group(obj.api_version), obj.kind)
-    spec = obj.obj.get("spec") if isinstance(obj.obj.get("spec"), dict) else {}
+    spec = mapping(obj.obj.get("spec"))
     if key in DATA_KINDS:
         return True
     if key == ("postgresql.cnpg.io", "Database"):
