@@ -22,7 +22,7 @@ from airflow_gitops.model import ReleaseRender, Resource
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO_PARTS, edit, require_schemas
+from tests.helpers import REPO_PARTS, edit
 
 GITHUB = "ghp_" + "a1B2c3D4" * 5
 SLACK_HOOK = "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghijklmnopqrstuvwx"
@@ -276,7 +276,6 @@ E2E = [
 
 @pytest.fixture(scope="module")
 def e2e_output(tmp_path_factory) -> str:
-    require_schemas()
     repo = tmp_path_factory.mktemp("secret-anywhere")
     import shutil
 

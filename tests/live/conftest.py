@@ -25,7 +25,7 @@ from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE
 from airflow_gitops.live.flux import Waits
 from airflow_gitops.live.git import WorkClone
 
-from tests.helpers import REPO
+from tests.helpers import REPO, skip_for
 from tests.live.flows import HOLD_SECONDS, ORDER, Deploy, kustomization
 
 WAITS = Waits()
@@ -38,10 +38,9 @@ def required() -> bool:
 
 def unavailable(reason: str) -> None:
     """Skip loudly, or fail where the run promised the tools (.ci/run)."""
-    message = f"LIVE CLUSTER NOT RUN: {reason}"
     if required():
-        pytest.fail(f"{message} ({tools.ENV_REQUIRE}=1)", pytrace=False)
-    pytest.skip(message)
+        pytest.fail(f"LIVE CLUSTER NOT RUN: {reason} ({tools.ENV_REQUIRE}=1)", pytrace=False)
+    skip_for("live-cluster", reason)
 
 
 def chart_packages() -> dict[str, Path]:
