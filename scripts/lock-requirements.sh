@@ -5,6 +5,8 @@
 # tests/rollback/airflow_venvs.py) refuses anything else. Python 3.11 on x86_64 Linux: the CI container's.
 set -euo pipefail
 uv="${1:?usage: lock-requirements.sh UV}"
+# Absolute before the cd below: `make lock` passes a path relative to the repository.
+uv="$(cd "$(dirname "$uv")" && pwd)/$(basename "$uv")"
 cd "$(dirname "$0")/../.ci/requirements"
 compile() {  # OUTPUT INPUT... [uv options]
   local output="$1"

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "dev": "Run Airflow 3.3 locally on dags/ (LocalExecutor) at http://localhost:8080.",
     "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
     "flux-build": "The tool's build of one Flux Kustomization in `flux build`'s shape, to compare with the Flux CLI.",
+    "flux-components": "Each cluster's gotk-components.yaml against `flux install --export` of the pinned Flux CLI.",
     "eks": "Stand up (idempotent) or tear down the AWS side of clusters/eks and bootstrap Flux; --dry-run calls nothing.",
     "status": "Live cluster: Flux objects, Airflow pods, the release's last Helm revisions.",
     "reconcile": "Live cluster: reconcile every Flux Kustomization with its source, in dependsOn order.",

@@ -30,7 +30,7 @@ from airflow_gitops.operate.downgrade import (
 )
 
 from tests.gitops.test_airflow_version_change import on, printed_backup, set_version, validate  # noqa: F401
-from tests.helpers import REPO, git, render
+from tests.helpers import REPO, git, render, skip_for
 
 # The operator the clusters run: chart cloudnative-pg 0.29.0 (infrastructure/controllers) ships operator 1.30.0.
 CNPG_MODULE = "github.com/cloudnative-pg/cloudnative-pg@v1.30.0"
@@ -43,7 +43,7 @@ def cnpg_source() -> Path:
     if shutil.which("go") is None:
         if os.environ.get("CI"):
             pytest.fail("go is not installed: the Backup phases cannot be read from cloudnative-pg's source")
-        pytest.skip("go is not installed: the Backup phases cannot be read from cloudnative-pg's source")
+        skip_for("tool", "go is not installed: the Backup phases cannot be read from cloudnative-pg's source")
     result = subprocess.run(["go", "mod", "download", "-json", CNPG_MODULE], capture_output=True, text=True,
                             timeout=300, cwd="/")
     info = json.loads(result.stdout or "{}")

@@ -7,16 +7,15 @@ fetches on a networked machine is that plugin's."""
 from __future__ import annotations
 
 import jsonschema
-import pytest
 from airflow_gitops.checks import schemas
 
-from tests.helpers import REPO, render
+from tests.helpers import REPO, render, skip_for
 
 
 def plugin_release():
     release = next(r for r in render("eks").releases if r.helmrelease.name == "plugin-barman-cloud")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, plugin chart not rendered: {release.unrendered_reason}")
+        skip_for("chart", f"plugin chart not rendered: {release.unrendered_reason}")
     return release
 
 

@@ -6,7 +6,6 @@ tests skip loudly, unless AIRFLOW_GITOPS_REQUIRE_CHECKOV=1 (set by .ci/run after
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,17 +14,14 @@ import yaml
 from airflow_gitops.checks import checkov_scan
 from airflow_gitops.model import Resource
 
-from tests.helpers import CLUSTERS, REPO, make_settings
+from tests.helpers import CLUSTERS, REPO, make_settings, skip_for
 
 
 @pytest.fixture
 def checkov():
     binary = checkov_scan.checkov_binary(REPO)
     if not binary.exists():
-        message = f"CHECKOV NOT INSTALLED at {binary}: run scripts/checkov-venv.sh"
-        if os.environ.get("AIRFLOW_GITOPS_REQUIRE_CHECKOV") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_for("checkov", f"not at {binary}: run scripts/checkov-venv.sh")
     return binary
 
 
@@ -47,7 +43,7 @@ def chart_scan(cluster: str, binary: Path) -> checkov_scan.Scan:
     """One checkov scan of everything the cluster applies, every chart rendered (skips loudly otherwise)."""
     objects, unrendered = checkov_scan.objects_of(make_settings(), cluster)
     if unrendered:
-        pytest.skip(f"CHART NOT AVAILABLE, chart objects not scanned: {'; '.join(unrendered)}")
+        skip_for("chart", f"chart objects not scanned: {'; '.join(unrendered)}")
     assert any(r.kind == "Pod" and r.location.endswith("data.pod_template_file.yaml)") for r in objects)
     return checkov_scan.scan(REPO, objects, binary)
 
@@ -100,3 +96,17 @@ def test_a_privileged_container_fails_the_scan(checkov):
     }, "apps/base/bad.yaml", "Kustomization flux-system/apps")
     result = checkov_scan.scan(REPO, [bad], checkov)
     assert "apps/base/bad.yaml: Deployment airflow/bad: CKV_K8S_16 Container should not be privileged" in result.failed
+
+
+def test_flux_components_are_scanned_apart_so_their_open_policy_hides_no_pod(checkov):
+    """checkov joins NetworkPolicies to pods across namespaces; Flux's allow-egress selects every pod of flux-system
+    only, so it must not count as the policy of a pod elsewhere (checkov_scan.FLUX_COMPONENTS)."""
+    flux_policy = Resource({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                            "metadata": {"name": "allow-egress", "namespace": "flux-system"},
+                            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}},
+                           "clusters/kind/flux-system/gotk-components.yaml", "Kustomization flux-system/flux-system")
+    pod = Resource({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "alone", "namespace": "airflow"},
+                    "spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}},
+                   "apps/base/alone.yaml", "Kustomization flux-system/apps")
+    result = checkov_scan.scan(REPO, [flux_policy, pod], checkov)
+    assert any(line.startswith("apps/base/alone.yaml: Pod airflow/alone: CKV2_K8S_6 ") for line in result.failed)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-import pytest
 from airflow_gitops.checks import policies
 from airflow_gitops.model import pod_templates
 
-from tests.helpers import airflow_release, render
+from tests.helpers import airflow_release, render, skip_for
 
 # The only pods that call the Kubernetes API: the scheduler launches worker pods, the cleanup CronJob deletes them.
 TOKEN_USERS = {"airflow-scheduler", "airflow-cleanup"}
@@ -197,7 +196,7 @@ def test_airflow_connects_through_the_pooler_and_migrations_straight_to_the_prim
 def test_the_migrate_job_reads_the_direct_connection_on_eks():
     release = airflow_release("eks")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     job = next(r.obj for r in release.objects if r.kind == "Job" and r.name.endswith("run-airflow-migrations"))
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}

@@ -40,12 +40,11 @@ from airflow_gitops.model import ReleaseRender
 from airflow_gitops.source.bounds import load_yaml_all
 from airflow_gitops.source.provenance import SourceIndex
 
-from tests.helpers import REPO, make_settings, render
+from tests.helpers import REPO, make_settings, render, skip_for
 
 # helm-controller v1.6.4's go.mod: helm.sh/helm/v4 v4.2.4.
 HELM_VERSION = "v4.2.4"
 HELM_ENV = "AIRFLOW_GITOPS_HELM"
-REQUIRE_ENV = "AIRFLOW_GITOPS_REQUIRE_LIVE_TOOLS"
 CAPABILITIES_CHART = REPO / "tests" / "testdata" / "charts" / "capabilities"
 # The cluster-scoped kinds of the Kubernetes API (`kubectl api-resources --namespaced=false`, Kubernetes 1.35).
 CLUSTER_SCOPED_BUILTINS = {
@@ -82,11 +81,8 @@ def helm_binary() -> Path | None:
 def helm(tmp_path_factory) -> Path:
     path = helm_binary()
     if path is None or not path.is_file():
-        message = (f"HELM NOT BUILT: `make live-tools` builds helm {HELM_VERSION} (or point {HELM_ENV} at one); "
-                   "the comparison with the real Helm did not run")
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_for("live-tools", f"helm is not built: `make live-tools` builds helm {HELM_VERSION} (or point {HELM_ENV} "
+                               "at one); the comparison with the real Helm did not run")
     version = subprocess.run([str(path), "version", "--template", "{{.Version}}"], capture_output=True, text=True,
                              timeout=60, env=helm_env(tmp_path_factory.mktemp("helm"))).stdout.strip()
     assert version == HELM_VERSION, f"{path} is Helm {version!r}; helm-controller v1.6.4 renders with {HELM_VERSION}"
@@ -232,10 +228,7 @@ def rendered_releases(cluster: str) -> list[ReleaseRender]:
     releases = render(cluster).releases
     missing = [f"{r.helmrelease.ref}: {r.unrendered_reason}" for r in releases if r.unrendered_reason]
     if missing:
-        message = "CHART NOT AVAILABLE, not compared with helm template: " + "; ".join(missing)
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_for("chart", "not compared with helm template: " + "; ".join(missing))
     return releases
 
 

@@ -91,14 +91,20 @@ def test_helmrelease_remediation_and_drift_detection(cluster):
     assert spec["chart"]["spec"]["version"] == "1.22.0"
 
 
-def test_eks_flux_system_is_left_to_bootstrap_except_documented_patches():
-    folder = REPO / "clusters/eks/flux-system"
-    assert (folder / "gotk-components.yaml").read_text() == "", "written by flux bootstrap, never by hand"
-    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
+def test_flux_system_is_bootstraps_except_documented_patches(cluster):
+    """gotk-components.yaml is `flux install --export` (tests/gitops/test_flux_components.py); the kustomization adds
+    only the shared component and, on EKS, a feature gate and the webhook Service; kind has no gotk-sync.yaml
+    (kind-up makes it)."""
+    kustomization = yaml.safe_load((REPO / f"clusters/{cluster}/flux-system/kustomization.yaml").read_text())
+    sync = ["gotk-sync.yaml"] if cluster == "eks" else []
+    assert kustomization["resources"] == ["gotk-components.yaml", *sync]
+    assert kustomization["components"] == ["../../../infrastructure/flux-system"]
+    assert {p["target"]["name"] for p in kustomization.get("patches", [])} == (
+        {"kustomize-controller", "webhook-receiver"} if cluster == "eks" else set())
+    component = yaml.safe_load((REPO / "infrastructure/flux-system/kustomization.yaml").read_text())
     # Namespace flux-system: its Pod Security labels (docs/hardening.md).
-    assert {p["target"]["name"] for p in kustomization["patches"]} == {"kustomize-controller", "webhook-receiver",
-                                                                        "flux-system"}
+    assert [p["target"].get("name") or p["target"]["labelSelector"] for p in component["patches"]] == [
+        "app.kubernetes.io/part-of=flux", "flux-system"]
 
 
 def test_eks_kustomize_controller_cancels_a_wait_on_a_new_revision():

@@ -14,12 +14,10 @@ from airflow_gitops.checks import live_state
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, WARNING, ReleaseRender, Resource
 
-from tests.helpers import edit, make_settings, schemas_dir
+from tests.helpers import edit, make_settings, skip_for
 
 
 def findings(repo: Path, cluster: str, check: str) -> list[str]:
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
     report = validate_cluster(make_settings(repo), cluster)
     return [str(f) for f in report.findings if f.check == check and f.severity == ERROR]
 
@@ -110,7 +108,7 @@ def render_chart_or_skip(repo: Path, cluster: str):
     report = validate_cluster(make_settings(repo), cluster)
     airflow = next(r for r in report.state.releases if r.helmrelease.name == "airflow")
     if airflow.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, drift check on the real chart not run: {airflow.unrendered_reason}")
+        skip_for("chart", f"drift check on the real chart not run: {airflow.unrendered_reason}")
     return report
 
 
@@ -122,8 +120,6 @@ def test_real_chart_jobs_are_exempt_in_the_repository(rendered_airflow):
 
 
 def test_real_chart_migrate_job_without_the_annotation_is_caught(repo_copy):
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS")
     edit(repo_copy, "charts-values/airflow/common.yaml",
          "  applyCustomEnv: false\n  # Kubernetes deletes the finished Job after ttlSecondsAfterFinished (300 s)",
          "  applyCustomEnv: false\n  # removed on purpose")

@@ -21,7 +21,7 @@ from airflow_gitops.helm_controller import render
 from airflow_gitops.model import Resource
 
 from tests import helpers
-from tests.helpers import airflow_release, edit, make_settings, require_schemas
+from tests.helpers import airflow_release, edit, make_settings, skip_for
 
 RESTRICTED_POD = {
     "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -326,7 +326,6 @@ def test_post_renderers_patch_adding_a_privileged_host_pid_container_fails_witho
 
 
 def pod_security_errors(repo: Path, cluster: str = "kind") -> list[str]:
-    require_schemas()
     return [str(f) for f in validate_cluster(make_settings(repo), cluster).errors if f.check == "pod-security"]
 
 
@@ -364,7 +363,6 @@ def test_a_git_pod_in_the_airflow_namespace_must_be_restricted(repo_copy):
 
 def test_every_airflow_pod_meets_restricted(rendered_airflow, cluster):
     """Chart objects and the worker pod template of the real values: no exception is needed today."""
-    require_schemas()
     report = validate_cluster(make_settings(), cluster)
     assert [str(f) for f in report.findings if f.check == "pod-security"] == []
     kinds = {r.kind for r in rendered_airflow.objects}
@@ -375,7 +373,7 @@ def test_operator_namespaces_enforce_restricted_and_their_charts_meet_it(repo_co
     """cnpg-system, cert-manager and external-secrets enforce restricted: a chart value that breaks it fails."""
     release = next(r for r in helpers.render("eks").releases if r.helmrelease.name == "external-secrets")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, operator chart not rendered: {release.unrendered_reason}")
+        skip_for("chart", f"operator chart not rendered: {release.unrendered_reason}")
     namespaces = {r.name: r.obj["metadata"]["labels"] for r in helpers.render("eks").resources
                   if r.kind == "Namespace"}
     for name in ("cnpg-system", "cert-manager", "external-secrets"):
@@ -397,7 +395,7 @@ def test_operator_namespaces_enforce_restricted_and_their_charts_meet_it(repo_co
 def test_post_renderers_patch_through_the_chart_fails(repo_copy):
     release = airflow_release("kind")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     hr = repo_copy / "apps/base/airflow/helmrelease.yaml"
     patch = PRIVILEGED_HOST_PID_PATCH["patch"].replace("\n", "\n              ")
     hr.write_text(hr.read_text() + "  postRenderers:\n    - kustomize:\n        patches:\n"
@@ -413,7 +411,7 @@ def test_post_renderers_patch_through_the_chart_fails(repo_copy):
 def test_dropping_run_as_non_root_from_the_values_fails(repo_copy):
     release = airflow_release("kind")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     values = repo_copy / "charts-values/airflow/common.yaml"
     text = values.read_text()
     assert "    runAsNonRoot: true\n    seccompProfile:\n      type: RuntimeDefault\n  containers:" in text
@@ -431,7 +429,7 @@ def test_the_dags_pod_override_keeps_the_worker_pod_restricted(monkeypatch):
     DAG's pod_override by the provider's own PodGenerator.reconcile_pods."""
     release = airflow_release("eks")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     import importlib.util
 
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
@@ -459,7 +457,7 @@ def test_agrees_with_the_upstream_pod_security_admission_fixtures():
     all 1,984 fixtures of v1.23-v1.37 at commit 8f84a87)."""
     folder = os.environ.get("AIRFLOW_GITOPS_PSA_TESTDATA")
     if not folder:
-        pytest.skip("PSA FIXTURES NOT GIVEN: set AIRFLOW_GITOPS_PSA_TESTDATA=<pod-security-admission>/test/testdata")
+        skip_for("psa-fixtures", "the upstream pod-security-admission fixtures are not vendored here")
     disagreements, total = [], 0
     for level in ("baseline", "restricted"):
         for version_dir in sorted(Path(folder, level).glob("v1.*")):

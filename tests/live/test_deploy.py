@@ -3,62 +3,21 @@ the database's health checks holding the rest back until the (played) operator r
 release installed at revision 1 with its components available, and every object accepted by the API server,
 Pod Security admission included.
 
-The deploy happens once, in the `deployed` fixture, which records what it saw; the tests read that record and the
-cluster's objects.
+The deploy happens once, in the `deployed` fixture (tests/live/conftest.py), which records what it saw; the tests
+read that record and the cluster's objects.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field
 
 import pytest
-from airflow_gitops.live import flux, operators
-from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE
+from airflow_gitops.live import flux
+from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE
+
+from tests.live.flows import ORDER, kustomization
 
 pytestmark = pytest.mark.live
-
-ORDER = ("infra-controllers", "infra-configs", "apps")
-HOLD_SECONDS = 15
-"""How long the test watches infra-configs and apps being held back before it plays the operator."""
-
-
-@dataclass
-class Deploy:
-    revision: str
-    ready_at: dict[str, float] = field(default_factory=dict)
-    held: list[dict] = field(default_factory=list, repr=False)
-    played_at: float = 0.0
-
-
-def kustomization(live_cluster, name: str) -> dict:
-    return flux.get(live_cluster, flux.KUSTOMIZATION, name, FLUX_NAMESPACE) or {}
-
-
-@pytest.fixture(scope="session")
-def deployed(live_cluster, waits) -> Deploy:
-    flux.wait_ready(live_cluster, flux.GITREPOSITORY, "flux-system", FLUX_NAMESPACE, 120, waits=waits)
-    record = Deploy(revision=flux.source_revision(live_cluster))
-    started = time.monotonic()
-    flux.wait_ready(live_cluster, flux.KUSTOMIZATION, "infra-controllers", FLUX_NAMESPACE, 300,
-                    revision=record.revision, waits=waits)
-    record.ready_at["infra-controllers"] = time.monotonic() - started
-    # infra-configs has applied the database; its health checks now wait on the operator, which does not run.
-    flux.wait_for(live_cluster, "Cluster airflow/airflow-db applied by infra-configs",
-                  lambda: flux.get(live_cluster, operators.CNPG_CLUSTER, "airflow-db", AIRFLOW_NAMESPACE) is not None,
-                  120, waits)
-    deadline = time.monotonic() + HOLD_SECONDS
-    while time.monotonic() < deadline:
-        record.held.append({name: kustomization(live_cluster, name) for name in ("infra-configs", "apps")})
-        time.sleep(3)
-    record.played_at = time.monotonic() - started
-    operators.play_cloudnative_pg(live_cluster)
-    for name in ORDER[1:]:
-        flux.wait_ready(live_cluster, flux.KUSTOMIZATION, name, FLUX_NAMESPACE, 600, revision=record.revision,
-                        waits=waits)
-        record.ready_at[name] = time.monotonic() - started
-    return record
 
 
 def test_every_kustomization_is_ready_at_the_fetched_revision(deployed, live_cluster):

@@ -20,7 +20,7 @@ from airflow_gitops.live import tools
 from airflow_gitops.operate import flux_build
 from airflow_gitops.pipeline import render_cluster
 
-from tests.helpers import CLUSTERS, REPO, make_settings
+from tests.helpers import CLUSTERS, REPO, make_settings, skip_for
 
 pytestmark = pytest.mark.live
 
@@ -49,7 +49,7 @@ def compare(flux_cli, *clusters: str, tool: str | None = None, extra_env: dict |
         # The script runs "$GITOPS" as one word: a tiny launcher for this interpreter.
         env["AIRFLOW_GITOPS"] = str(REPO / ".venv" / "bin" / "airflow-gitops")
         if not os.access(env["AIRFLOW_GITOPS"], os.X_OK):
-            pytest.skip("the tool's venv is missing: run make setup-tool")
+            skip_for("tool", "the tool's venv is missing: run make setup-tool")
     return subprocess.run(["bash", str(SCRIPT), *clusters], env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -104,7 +104,7 @@ def rollback_cluster(live_tools, tmp_path_factory, airflow_a, database, waits):
                                {B: Path(sys.executable).parent.parent, A: airflow_venv(A)})
     try:
         cluster.up(airflow_a, charts=charts, log=lambda line: None, real_pods=("run-airflow-migrations",),
-                   overlays=(OVERLAYS / "short-job-ttl.yaml",), die_with_parent=True)
+                   overlays=(live.Overlay(OVERLAYS / "short-job-ttl.yaml"),), die_with_parent=True)
         kubelet.start()
         flux.wait_ready(cluster, flux.KUSTOMIZATION, "infra-controllers", "flux-system", 300, waits=waits)
         flux.wait_for(cluster, "the database Cluster applied", lambda: flux.get(

@@ -20,6 +20,7 @@ import yaml
 from airflow_gitops.aws_templates import AWS_DIR, IAM_DIR, cluster_config_file, fill
 from airflow_gitops.kustomize_controller.api import kustomizations
 from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, ReleaseRender, Resource, field_path, mapping, sequence
+from airflow_gitops.settings import SCHEMAS_ENV
 
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 EKSCTL_SCHEMA_GLOB = "eksctl-*/clusterconfig.schema.json"
@@ -63,7 +64,9 @@ def schema_findings(config: dict[str, Any], file: str, folder: Path | None) -> l
     ref = _config_ref(config)
     if schema is None:
         return [Finding(UNVALIDATED, file, ref, "apiVersion",
-                        f"no eksctl schema ({EKSCTL_SCHEMA_GLOB}) in the schema folder {folder}: not validated",
+                        f"not validated: no eksctl schema ({EKSCTL_SCHEMA_GLOB}) "
+                        + (f"in the schema folder {folder}" if folder else
+                           f"without a schema folder (--schemas or {SCHEMAS_ENV}) or the network"),
                         "aws-config")]
     return [Finding(ERROR, file, ref, field_path(list(e.absolute_path)), f"{e.message[:300]} (schema: {label})",
                     "aws-config")

@@ -17,7 +17,9 @@ kubelet, no container runtime. Everything lives in one folder (``Layout``); ``do
 ``up()`` started, found again from the state file, so ``make live-down`` works from another shell.
 
 Where a cluster without internet or containers needs something different from ``clusters/kind``, the difference is
-in ``scripts/live/flux-system.yaml`` (the bootstrap Kustomization's patches), never in the clusters' own files.
+in ``scripts/live/flux-system.yaml`` (the bootstrap Kustomization's patches), never in the clusters' own files. What
+only the tests need (short waits, the notification objects of EKS) is in overlays of that bootstrap (``Overlay``,
+``scripts/live/tests.yaml`` and ``scripts/live/notification.yaml``), which `up()` takes and `make live-up` does not.
 """
 
 from __future__ import annotations
@@ -109,6 +111,20 @@ class Layout:
 
     def client_kubeconfig(self, name: str) -> Path:
         return self.root / "kubeconfigs" / f"{name}.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlay:
+    """A file laid over the bootstrap (scripts/live/flux-system.yaml), for what a test needs and a user does not.
+
+    Each document of `path` either names an object of the bootstrap (same apiVersion, kind, namespace and name),
+    and then only adds to its ``spec.patches`` (after the bootstrap's own), or is a new object applied with the
+    bootstrap (a further Flux Kustomization, say). `values` fill its ``${names}``, as the bootstrap's are filled.
+    `objects` are applied before the bootstrap: what its objects read and Git cannot hold (a Secret's value)."""
+
+    path: Path
+    values: dict[str, str] = dataclasses.field(default_factory=dict)
+    objects: tuple[dict, ...] = ()
 
 
 def free_ports(names: Iterable[str]) -> dict[str, int]:
@@ -224,14 +240,13 @@ class Cluster:
     # --- up ------------------------------------------------------------------------------------------------
 
     def up(self, repo: Path, *, charts: dict[str, Path], log: Callable[[str], None] = print,
-           bootstrap: bool = True, real_pods: tuple[str, ...] = (), overlays: tuple[Path, ...] = (),
+           bootstrap: bool = True, real_pods: tuple[str, ...] = (), overlays: Iterable[Overlay] = (),
            die_with_parent: bool = False) -> None:
-        """Start everything and bootstrap Flux on `repo`'s working tree (committed or not). Job pods whose
-        `component` label is in `real_pods` are left for a real kubelet player (live/kubelet.py): kwok makes them
-        Running but never completes them. Each of `overlays` is a YAML list of patches appended to the bootstrap
-        Kustomization's (scripts/live/flux-system.yaml), for what one test needs (shorter intervals, say). With
-        `die_with_parent` every process ends when this one does, however it ends (tests; `make live-up` leaves
-        the cluster running)."""
+        """Start everything and bootstrap Flux on `repo`'s working tree (committed or not), with `overlays` laid
+        over the bootstrap. Job pods whose `component` label is in `real_pods` are left for a real kubelet player
+        (live/kubelet.py): kwok makes them Running but never completes them. With `die_with_parent` every process
+        ends when this one does, however it ends (tests; `make live-up` leaves the cluster running)."""
+        overlays = tuple(overlays)
         if self.running():
             raise LiveError(f"a local cluster already runs from {self.layout.root}: stop it with `make live-down`")
         bins = {name: tools.require_tool(name) for name in (
@@ -242,9 +257,11 @@ class Cluster:
                 shutil.rmtree(self.layout.root / sub, ignore_errors=True)
             (self.layout.root / sub).mkdir(parents=True, exist_ok=True)
         self.state = {"ports": free_ports(_PORTS), "pids": {}, "started": time.time(), "repo": str(repo),
-                      "real_pods": list(real_pods), "overlays": [str(p) for p in overlays],
+                      "real_pods": list(real_pods), "overlays": [str(overlay.path) for overlay in overlays],
                       "die_with_parent": die_with_parent}
         self._save()
+        if bootstrap:  # a broken overlay or template stops here, before any process starts
+            bootstrap_manifest(self.git_url, self.charts_url, charts, overlays)
         timings: dict[str, float] = {}
         started = time.monotonic()
 
@@ -262,7 +279,7 @@ class Cluster:
         step("flux install (CRDs, RBAC; controllers as processes)", lambda: self._install_flux(bins))
         step("sources (Git, charts)", lambda: self._start_sources(repo, charts, bins["helm"]))
         if bootstrap:
-            step("bootstrap", lambda: self.bootstrap(charts))
+            step("bootstrap", lambda: self.bootstrap(charts, overlays))
         self.state["timings"] = timings
         self.state["up_seconds"] = round(time.monotonic() - started, 1)
         self._save()
@@ -464,9 +481,12 @@ class Cluster:
 
     # --- bootstrap -----------------------------------------------------------------------------------------
 
-    def bootstrap(self, charts: dict[str, Path]) -> None:
+    def bootstrap(self, charts: dict[str, Path], overlays: Iterable[Overlay] = ()) -> None:
         """What `make kind-up` does after `flux install`: Secrets, cluster-vars-local, the flux-system source and
-        Kustomization (with the local patches of scripts/live/flux-system.yaml)."""
+        Kustomization (with the local patches of scripts/live/flux-system.yaml, and the overlays')."""
+        overlays = tuple(overlays)
+        # Built first, so that a broken overlay stops the bootstrap before anything of it is applied.
+        manifest = bootstrap_manifest(self.git_url, self.charts_url, charts, overlays)
         self.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AIRFLOW_NAMESPACE}}])
         self.apply(kind_secrets(), server_side=True)
         self.apply([{
@@ -475,20 +495,20 @@ class Cluster:
                          "labels": {"app.kubernetes.io/managed-by": "live-up", "reconcile.fluxcd.io/watch": "Enabled"}},
             "data": {"git_url": self.git_url, "git_branch": BRANCH},
         }])
-        objects = list(yaml.safe_load_all(bootstrap_manifest(self.git_url, self.charts_url, charts)))
-        root = next(o for o in objects if o["kind"] == "Kustomization")
-        for overlay in self.state.get("overlays") or []:
-            patches = yaml.safe_load(Path(overlay).read_text())
-            if not isinstance(patches, list):
-                raise LiveError(f"{overlay}: expected a YAML list of Kustomization patches")
-            root["spec"]["patches"].extend(patches)
-        self.apply(objects)
+        extra = [obj for overlay in overlays for obj in overlay.objects]
+        if extra:
+            self.apply(extra, server_side=True)
+        self.apply(manifest)
 
     # --- client --------------------------------------------------------------------------------------------
 
+    def kubectl_argv(self) -> list[str]:
+        """kubectl with this cluster's kubeconfig, for a caller that runs it itself (a watch, say)."""
+        return [_kubectl(), f"--kubeconfig={self.layout.kubeconfig}"]
+
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
-        argv = [_kubectl(), f"--kubeconfig={self.layout.kubeconfig}", *args]
+        argv = [*self.kubectl_argv(), *args]
         result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise LiveError(f"kubectl {' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
@@ -670,6 +690,8 @@ def kind_secrets() -> list[dict]:
 
 
 BOOTSTRAP_TEMPLATE = Path(__file__).resolve().parents[2] / "live" / "flux-system.yaml"
+TESTS_OVERLAY = BOOTSTRAP_TEMPLATE.with_name("tests.yaml")
+"""The live tests' short waits (the Airflow release's timeout, the chart Jobs' TTL), each saying why."""
 
 
 def chart_version(package: Path) -> str:
@@ -684,11 +706,39 @@ def chart_version(package: Path) -> str:
     raise LiveError(f"{package}: no Chart.yaml at its root")
 
 
-def bootstrap_manifest(git_url: str, charts_url: str, charts: dict[str, Path]) -> str:
-    """scripts/live/flux-system.yaml with this cluster's addresses and the stand-in chart's version."""
+def bootstrap_manifest(git_url: str, charts_url: str, charts: dict[str, Path],
+                       overlays: Iterable[Overlay] = ()) -> list[dict]:
+    """scripts/live/flux-system.yaml with this cluster's addresses and the stand-in chart's version, and each
+    overlay laid over it (`Overlay`): its patches added to the bootstrap's objects, its new objects after them."""
     values = {"git_url": git_url, "charts_url": charts_url,
               "airflow_chart_version": chart_version(charts["airflow"])}
-    return Template(BOOTSTRAP_TEMPLATE.read_text()).substitute(values)
+    objects = _fill(BOOTSTRAP_TEMPLATE, values)
+    for overlay in overlays:
+        for obj in _fill(overlay.path, {**values, **overlay.values}):
+            target = next((o for o in objects if _identity(o) == _identity(obj)), None)
+            if target is None:
+                objects.append(obj)
+                continue
+            spec = obj.get("spec") or {}
+            if set(obj) - {"apiVersion", "kind", "metadata"} != {"spec"} or set(spec) != {"patches"} \
+                    or set(obj["metadata"]) - {"name", "namespace"}:
+                raise LiveError(f"{overlay.path}: {obj['kind']} {_identity(obj)[2]}/{_identity(obj)[3]} is in the "
+                                "bootstrap: an overlay may only add spec.patches to it")
+            target.setdefault("spec", {}).setdefault("patches", []).extend(spec["patches"])
+    return objects
+
+
+def _fill(path: Path, values: dict[str, str]) -> list[dict]:
+    try:
+        text = Template(path.read_text()).substitute(values)
+    except KeyError as missing:
+        raise LiveError(f"{path}: no value for ${{{missing.args[0]}}}") from None
+    return [obj for obj in yaml.safe_load_all(text) if obj]
+
+
+def _identity(obj: dict) -> tuple[str, str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(obj.get("apiVersion")), str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
 def default_charts(shared: Path) -> dict[str, Path]:
@@ -703,10 +753,11 @@ def default_charts(shared: Path) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def running(root: Path, repo: Path, charts: dict[str, Path], log: Callable[[str], None] = print) -> Iterator[Cluster]:
+def running(root: Path, repo: Path, charts: dict[str, Path], log: Callable[[str], None] = print,
+            overlays: Iterable[Overlay] = ()) -> Iterator[Cluster]:
     cluster = Cluster(root)
     try:
-        cluster.up(repo, charts=charts, log=log)
+        cluster.up(repo, charts=charts, log=log, overlays=overlays)
         yield cluster
     finally:
         cluster.down()

@@ -9,11 +9,16 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
+from airflow_gitops.live import tools
 from airflow_gitops.live.cluster import Cluster, LiveError, wait_until
 
 KUSTOMIZATION = "kustomizations.kustomize.toolkit.fluxcd.io"
@@ -98,11 +103,31 @@ def wait_ready(cluster: Cluster, kind: str, name: str, namespace: str, timeout: 
     return wait_for(cluster, what, check, timeout, waits, describe=lambda: describe_flux(cluster))
 
 
-def reconcile_source(cluster: Cluster, name: str = "flux-system", namespace: str = "flux-system") -> None:
-    """What `flux reconcile source git` does: the requestedAt annotation, which source-controller acts on at once."""
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+
+
+def request_reconcile(cluster: Cluster, kind: str, name: str, namespace: str) -> str:
+    """What `flux reconcile` (and the webhook Receiver) does: the requestedAt annotation, which the object's
+    controller acts on at once; returns its value, which status.lastHandledReconcileAt repeats once handled."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000_000:09d}Z"
-    cluster.kubectl("annotate", "--overwrite", GITREPOSITORY, name, "-n", namespace,
-                    f"reconcile.fluxcd.io/requestedAt={stamp}")
+    cluster.kubectl("annotate", "--overwrite", kind, name, "-n", namespace, f"{REQUESTED_AT}={stamp}")
+    return stamp
+
+
+def reconcile_source(cluster: Cluster, name: str = "flux-system", namespace: str = "flux-system") -> str:
+    """What `flux reconcile source git` does: the requestedAt annotation, which source-controller acts on at once."""
+    return request_reconcile(cluster, GITREPOSITORY, name, namespace)
+
+
+def handled(obj: dict[str, Any] | None, token: str) -> bool:
+    """Whether the object's controller has handled the reconcile request `token` (status.lastHandledReconcileAt)."""
+    return bool(obj) and (obj.get("status") or {}).get("lastHandledReconcileAt") == token  # type: ignore[union-attr]
+
+
+def flux_cli(cluster: Cluster, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real `flux` CLI (2.9.5, built with the cluster) against this cluster; the caller reads the result."""
+    return subprocess.run([str(tools.require_tool("flux")), *args], capture_output=True, text=True,
+                          env={**os.environ, **cluster.env()}, timeout=timeout)
 
 
 # --- Helm release Secrets (what helm-controller stores; `helm history` reads the same) ---------------------
@@ -120,3 +145,24 @@ def helm_releases(cluster: Cluster, release: str, namespace: str) -> dict[int, d
         decoded = json.loads(raw)
         found[int(decoded["version"])] = decoded
     return dict(sorted(found.items()))
+
+
+def latest_release(cluster: Cluster, release: str, namespace: str) -> tuple[int, dict[str, Any]]:
+    """The newest Helm revision of `release` and its decoded release; (0, {}) before the first."""
+    releases = helm_releases(cluster, release, namespace)
+    if not releases:
+        return 0, {}
+    version = max(releases)
+    return version, releases[version]
+
+
+def manifest_objects(release: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """A Helm release's manifest as objects, by (apiVersion, kind, namespace, name): how two revisions compare."""
+    found = {}
+    for obj in yaml.safe_load_all(release.get("manifest") or ""):
+        if not obj:
+            continue
+        meta = obj.get("metadata") or {}
+        found[(str(obj.get("apiVersion")), str(obj.get("kind")), str(meta.get("namespace") or ""),
+               str(meta.get("name")))] = obj
+    return found

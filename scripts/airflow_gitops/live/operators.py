@@ -66,3 +66,38 @@ def play_cloudnative_pg(cluster: Cluster) -> list[str]:
                       {"applied": True, "observedGeneration": meta.get("generation", 1)})
         done.append(f"Database {meta['namespace']}/{meta['name']}")
     return done
+
+
+def cnpg_instance_volumes(cluster_obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The PVCs the CloudNativePG operator makes for a Cluster's instances (pkg/specs/pvcs; instance names
+    `<cluster>-<serial>` as instanceNames above): one PG_DATA claim per instance, of spec.storage's size and class,
+    owned by the Cluster (controller ownerReference), so that deleting the Cluster deletes them."""
+    meta = cluster_obj["metadata"]
+    storage = (cluster_obj.get("spec") or {}).get("storage") or {}
+    instances = int((cluster_obj.get("spec") or {}).get("instances") or 1)
+    claims = []
+    for serial in range(1, instances + 1):
+        name = f"{meta['name']}-{serial}"
+        claim: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": meta["namespace"],
+                         "labels": {"cnpg.io/cluster": meta["name"], "cnpg.io/instanceName": name,
+                                    "cnpg.io/pvcRole": "PG_DATA"},
+                         "ownerReferences": [{"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                                              "name": meta["name"], "uid": meta["uid"], "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": storage.get("size", "1Gi")}}},
+        }
+        if storage.get("storageClass"):
+            claim["spec"]["storageClassName"] = storage["storageClass"]
+        claims.append(claim)
+    return claims
+
+
+def play_cnpg_volumes(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    """Create the instance PVCs of one Cluster as the operator does; returns their names."""
+    obj = json.loads(cluster.kubectl("get", CNPG_CLUSTER, name, "-n", namespace, "-o", "json").stdout)
+    claims = cnpg_instance_volumes(obj)
+    cluster.apply(claims)
+    return [c["metadata"]["name"] for c in claims]
