@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -274,3 +275,83 @@ def test_the_schema_guard_refuses_a_lowered_schema_version_without_step_1(rollba
     assert cluster.kubectl("patch", flux.HELMRELEASE, "airflow", "-n", NAMESPACE, "--type=merge", "--dry-run=server",
                            "-p", json.dumps(raised), check=False).returncode == 0
     assert schema_annotation(obj) == "3.2.0"
+
+
+MIGRATE_JOB = "airflow-run-airflow-migrations"
+HOLD = "airflow-gitops.io/test-hold"
+TTL_TEST = "airflow-gitops.io/ttl-window-test"
+
+
+def migrate_job(cluster: live.Cluster) -> dict | None:
+    result = cluster.kubectl("get", "job", MIGRATE_JOB, "-n", NAMESPACE, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def set_migrate_pod_annotation(work: Path, value: str) -> None:
+    values = work / VALUES
+    text = values.read_text()
+    line = f'    {TTL_TEST}: "{value}"\n'
+    if TTL_TEST in text:
+        text = "".join(line if TTL_TEST in old else old for old in text.splitlines(keepends=True))
+    else:
+        text = text.replace("\nmigrateDatabaseJob:\n", f"\nmigrateDatabaseJob:\n  annotations:\n{line}", 1)
+    values.write_text(text)
+
+
+def test_a_change_to_the_migrate_job_inside_its_ttl_window_fails_and_the_retry_applies_it_forward(
+        rollback_cluster, work, waits):
+    """Item 3: within ttlSecondsAfterFinished any change to a chart Job's pod template fails ("field is immutable").
+    The finished Job is held here by a finalizer (the window, made as long as the test needs); the release stays on
+    its last good revision, is not rolled back, and the retry after the Job is gone applies the change."""
+    cluster, _ = rollback_cluster
+    wait_release_on(cluster, waits, A)
+    flux.wait_for(cluster, "the last rollback's migrate Job deleted by its TTL", lambda: migrate_job(cluster) is None,
+                  180, waits)
+    set_migrate_pod_annotation(work, "1")
+    push(cluster, work, "Migrate Job: a pod annotation")
+
+    def created_and_held() -> bool:
+        job = migrate_job(cluster)
+        annotations = (job or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        if annotations.get(TTL_TEST) != "1":
+            return False
+        cluster.kubectl("patch", "job", MIGRATE_JOB, "-n", NAMESPACE, "--type=merge", "-p",
+                        json.dumps({"metadata": {"finalizers": [HOLD]}}))
+        return True
+
+    flux.wait_for(cluster, "the new migrate Job created, and held by a finalizer", created_and_held, 300, waits)
+    version, _ = flux.latest_release(cluster, "airflow", NAMESPACE)
+    flux.wait_for(cluster, "that upgrade deployed", lambda: flux.is_ready(release(cluster))
+                  and flux.latest_release(cluster, "airflow", NAMESPACE)[1]["info"]["status"] == "deployed", 600, waits)
+    good = flux.latest_release(cluster, "airflow", NAMESPACE)[0]
+
+    set_migrate_pod_annotation(work, "2")
+    push(cluster, work, "Migrate Job: the annotation changed while the finished Job exists")
+
+    def failed_on_the_job() -> bool:
+        return any(v > good and r["info"]["status"] == "failed" and "immutable" in r["info"].get("description", "")
+                   for v, r in flux.helm_releases(cluster, "airflow", NAMESPACE).items())
+
+    flux.wait_for(cluster, "the upgrade failed on the Job's immutable pod template", failed_on_the_job, 300, waits,
+                  describe=lambda: flux.describe_flux(cluster))
+    time.sleep(45)  # longer than the overlay's retryInterval (30 s): a retry while the Job exists fails the same way
+    revisions = flux.helm_releases(cluster, "airflow", NAMESPACE)
+    assert not [v for v, r in revisions.items() if v > good and r["info"].get("description", "").startswith(
+        "Rollback")], {v: r["info"].get("description") for v, r in revisions.items()}
+    assert migrate_job(cluster) is not None
+
+    job = migrate_job(cluster) or {}
+    finalizers = [f for f in job["metadata"].get("finalizers") or [] if f != HOLD]
+    cluster.kubectl("patch", "job", MIGRATE_JOB, "-n", NAMESPACE, "--type=json", "-p",
+                    json.dumps([{"op": "replace", "path": "/metadata/finalizers", "value": finalizers}]))
+
+    def applied_forward() -> bool:
+        version, newest = flux.latest_release(cluster, "airflow", NAMESPACE)
+        if version <= good or newest["info"]["status"] != "deployed" or not flux.is_ready(release(cluster)):
+            return False
+        job = manifest_objects(newest)[("Job", MIGRATE_JOB)]
+        return job["spec"]["template"]["metadata"]["annotations"].get(TTL_TEST) == "2"
+
+    flux.wait_for(cluster, "the retry after the Job is gone deployed the change", applied_forward, 600, waits,
+                  describe=lambda: flux.describe_flux(cluster))
+    assert flux.latest_release(cluster, "airflow", NAMESPACE)[0] > version
