@@ -112,7 +112,7 @@ reconcile: setup-tool ## Reconcile CLUSTER's Flux Kustomizations with their sour
 	$(GITOPS) reconcile $(CLUSTER) $(if $(DRY_RUN),--dry-run)
 
 rollback: setup-tool ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
-	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 backup-rearm: setup-tool ## Re-arm CLUSTER's failed backup gate: its Backup under a new name, to commit (DRY_RUN=1 prints it)
 	$(GITOPS) backup-rearm $(CLUSTER) $(if $(DRY_RUN),--dry-run)

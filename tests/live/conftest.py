@@ -15,6 +15,7 @@ cluster's logs are and the last lines of each; every wait is listed, with its du
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def unavailable(reason: str) -> None:
     if required():
         pytest.fail(f"LIVE CLUSTER NOT RUN: {reason} ({tools.ENV_REQUIRE}=1)", pytrace=False)
     skip_for("live-cluster", reason)
+
+
+def cluster_folder(name: str) -> Path:
+    """A folder for one cluster outside pytest's temporary directories, which another pytest session on the machine
+    may clean up while this one still runs (it keeps only the last three)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"airflow-gitops-{name}-"))
+    FOLDERS.append(folder)
+    return folder
 
 
 def chart_packages() -> dict[str, Path]:
@@ -77,16 +86,20 @@ def live_cluster(live_tools, tmp_path_factory, notification_sink, webhook_token)
     charts = chart_packages()
     if "airflow" not in charts:
         unavailable(f"CHART NOT AVAILABLE: no Airflow chart package in {REPO.parent / 'shared' / 'charts'}")
-    cluster = live.Cluster(tmp_path_factory.mktemp("live-cluster"))
+    cluster = live.Cluster(cluster_folder("live-cluster"))
     _CLUSTERS.append(cluster)
     overlays = [live.Overlay(live.TESTS_OVERLAY), notification.overlay(notification_sink.url, webhook_token)]
     try:
-        cluster.up(REPO, charts=charts, log=lambda line: None, overlays=overlays)
+        cluster.up(REPO, charts=charts, log=lambda line: None, overlays=overlays, die_with_parent=True)
     except Exception as error:
         cluster.down()
         pytest.fail(f"the live cluster did not start: {error}\nlogs: {cluster.layout.logs}", pytrace=False)
     yield cluster
-    cluster.down()
+    cluster.down(purge=not FAILED)
+
+
+FAILED: list[str] = []
+FOLDERS: list[Path] = []
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +144,8 @@ def waits() -> Waits:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.failed:
+        FAILED.append(item.nodeid)
     if report.when in ("setup", "call") and report.failed and _CLUSTERS:
         cluster = _CLUSTERS[-1]
         report.sections.append(("live cluster", f"logs: {cluster.layout.logs}"))
@@ -139,6 +154,9 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
+    kept = [str(folder) for folder in FOLDERS if folder.exists()]
+    if kept:
+        terminalreporter.write_line(f"live cluster folders kept for a look (a test failed): {', '.join(kept)}")
     if WAITS.entries:
         terminalreporter.section("live cluster: what the tests waited for")
         for what, seconds in WAITS.entries:

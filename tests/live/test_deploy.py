@@ -93,3 +93,48 @@ def test_network_policies_and_disruption_budgets_are_accepted(deployed, live_clu
     assert {p["metadata"]["name"] for p in policies} >= {"airflow-db"}
     budgets = json.loads(live_cluster.kubectl("get", "poddisruptionbudgets", "-A", "-o", "json").stdout)["items"]
     assert budgets, "no PodDisruptionBudget reached the cluster"
+
+
+def worker_pod(live_cluster, name: str, override=None) -> dict:
+    """A task's pod as the KubernetesExecutor builds it: the chart's pod template (from the cluster's ConfigMap)
+    reconciled with a task's pod_override by the provider's own PodGenerator."""
+    import yaml
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+    from kubernetes.client import ApiClient
+
+    config = json.loads(live_cluster.kubectl("get", "configmap", "airflow-config", "-n", AIRFLOW_NAMESPACE,
+                                             "-o", "json").stdout)
+    template = yaml.safe_load(config["data"]["pod_template_file.yaml"])
+    pod = PodGenerator.deserialize_model_dict(template)
+    if override is not None:
+        pod = PodGenerator.reconcile_pods(pod, override)
+    obj = ApiClient().sanitize_for_serialization(pod)
+    obj["metadata"] = {"name": name, "namespace": AIRFLOW_NAMESPACE, "labels": obj["metadata"].get("labels") or {}}
+    return obj
+
+
+@pytest.mark.parametrize(("override", "node"), [("high-cpu", "live-high-cpu-1"), (None, "live-general-1")])
+def test_the_scheduler_places_task_pods_on_the_node_pools_as_on_eks(deployed, live_cluster, waits, override, node):
+    import importlib.util
+    import sys
+
+    from tests.helpers import REPO
+
+    sys.path.insert(0, str(REPO / "dags"))
+    try:
+        spec = importlib.util.spec_from_file_location("parallel_dag_live", REPO / "dags" / "parallel_dag.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "dags"))
+    name = f"task-{override or 'default'}"
+    pod = worker_pod(live_cluster, name, module.HIGH_CPU_POD_OVERRIDE if override else None)
+    # Admission first: the worker pod passes Pod Security `restricted` in the airflow namespace.
+    live_cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        flux.wait_for(live_cluster, f"task pod {name} scheduled", lambda: bool(json.loads(live_cluster.kubectl(
+            "get", "pod", name, "-n", AIRFLOW_NAMESPACE, "-o", "json").stdout)["spec"].get("nodeName")), 60, waits)
+        placed = json.loads(live_cluster.kubectl("get", "pod", name, "-n", AIRFLOW_NAMESPACE, "-o", "json").stdout)
+        assert placed["spec"]["nodeName"] == node
+    finally:
+        live_cluster.kubectl("delete", "pod", name, "-n", AIRFLOW_NAMESPACE, "--wait=false", check=False)

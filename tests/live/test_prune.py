@@ -112,7 +112,7 @@ def entry(kind_group: str, name: str) -> str:
 
 def test_the_commit_applied_the_copies(pruned):
     assert pruned.added["cluster"] and pruned.added["policy"] and pruned.added["volume"]
-    assert pruned.added["cluster"]["metadata"]["annotations"].get(PRUNE) == "disabled"
+    assert (pruned.added["cluster"]["metadata"].get("annotations") or {}).get(PRUNE) == "disabled"
     assert entry("postgresql.cnpg.io/Cluster", RESTORE) in pruned.inventory_before
     assert entry("networking.k8s.io/NetworkPolicy", RESTORE) in pruned.inventory_before
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_gitops.operate.airflow_versions import IMAGE_FAB_PROVIDER
+from airflow_gitops.airflow_versions import IMAGE_FAB_PROVIDER
 
 # Beside Airflow: the PostgreSQL drivers the chart's images carry, and the API-server pins Airflow 3.2.2 needs
 # (newer fastapi/cadwyn releases break its import; the issue measured these).

@@ -3,7 +3,8 @@
 A = 3.2.2, B = 3.3.2, each in its own cached venv with the FAB provider its image carries
 (tests/rollback/airflow_venvs.py), and the chart's auth manager (FAB's): `db migrate` and `check-migrations` then
 cover FAB's schema too, as in the pods. The downgrade command is not written here: it is the migrateDatabaseJob args
-that `airflow-gitops rollback` puts in step 1, read back from the values helm-controller would compose.
+of the values helm-controller composes with the layer `airflow-gitops rollback` writes in step 1, run with the pod
+annotations that layer sets as the kubelet hands them over (SCHEMA_ROLLBACK_TO, a downward-API variable).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from airflow_gitops.operate import airflow_versions
-from airflow_gitops.operate.downgrade import LAYER, airflow_at
+from airflow_gitops import airflow_versions
+from airflow_gitops.live.kubelet import field_value
+from airflow_gitops.operate.downgrade import LAYER, ROLLBACK_TO, airflow_at
 from airflow_gitops.operate.plans import Write
-from airflow_gitops.operate.rollback import plan
+from airflow_gitops.operate.rollback import Options, Target, plan
 from airflow_gitops.settings import Settings
 
 from tests.helpers import commit_all, free_port, git, make_settings
@@ -62,10 +64,11 @@ def airflow(tmp_path_factory, pg_url):
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(tmp_path / "logs"),
             "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
 
-    def call(bin_dir: Path, *args: str, timeout: float = 300, argv: list[str] | None = None):
+    def call(bin_dir: Path, *args: str, timeout: float = 300, argv: list[str] | None = None,
+             extra_env: dict[str, str] | None = None):
         home = tmp_path / f"home-{bin_dir.parent.name}"
         home.mkdir(exist_ok=True)
-        run_env = env | {"AIRFLOW_HOME": str(home), "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+        run_env = env | {"AIRFLOW_HOME": str(home), "PATH": f"{bin_dir}:{env.get('PATH', '')}"} | (extra_env or {})
         return subprocess.run(argv or [str(bin_dir / "airflow"), *args], env=run_env, capture_output=True,
                               text=True, timeout=timeout)
 
@@ -99,9 +102,13 @@ def history(repo: Path, old: str, new: str) -> None:
     git(repo, "commit", "-qam", f"Airflow {new}")
 
 
-def step1_migrate_args(repo: Path) -> list[str]:
-    """What the migrate Job runs in step 1: the tool's layer written into the tree, composed as Flux would."""
-    _, actions = plan(make_settings(repo), "HEAD", "kind", "origin", "main", "airflow", "airflow")
+OFFLINE = Options(targets=[Target("kind")], live=False)
+
+
+def step1_migrate_job(repo: Path) -> tuple[list[str], dict[str, str]]:
+    """What the migrate Job runs in step 1 (the tool's layer written into the tree, composed as Flux would), and the
+    variables its pod gets from that layer's annotation."""
+    _, actions = plan(make_settings(repo), "HEAD", OFFLINE)
     layer = next(a for a in actions if isinstance(a, Write) and a.path == LAYER)
     (repo / LAYER).write_text(layer.text)
     values = airflow_at(Settings(repo), "kind").state  # the composed values below, via the real HelmRelease
@@ -111,7 +118,12 @@ def step1_migrate_args(repo: Path) -> list[str]:
     hr = next(r for r in values.resources if r.kind == "HelmRelease" and r.name == "airflow")
     composed = compose(values, SourceIndex(repo), hr).values
     assert all(composed[c]["replicas"] == 0 for c in ("scheduler", "apiServer", "dagProcessor", "triggerer"))
-    return composed["migrateDatabaseJob"]["args"]
+    job = composed["migrateDatabaseJob"]
+    assert job["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{ROLLBACK_TO}']"
+    pod = {"metadata": {"annotations": job["annotations"]}, "spec": {}}
+    # As the kubelet hands them over: a downward-API annotation that is absent is the empty string.
+    return job["args"], {e["name"]: field_value(pod, e["valueFrom"]["fieldRef"]["fieldPath"])
+                         for e in job["env"] if "fieldRef" in (e.get("valueFrom") or {})}
 
 
 def test_the_heads_really_differ_between_the_two_releases():
@@ -174,11 +186,11 @@ def test_step1_brings_the_database_back_and_the_old_release_starts(airflow, old_
     ok(airflow(new_bin, "dags", "trigger", "survivor", "--run-id", "during_upgrade"))
 
     history(repo_copy, OLD, NEW)
-    args = step1_migrate_args(repo_copy)
+    args, pod_env = step1_migrate_job(repo_copy)
     # The migrate Job of step 1 runs B's image: B's airflow on PATH, the args exactly as rendered.
-    ok(airflow(new_bin, argv=args, timeout=300))
+    ok(airflow(new_bin, argv=args, extra_env=pod_env, timeout=300))
     assert alembic_version(pg_url) == airflow_versions.migration_head(OLD)
-    assert "fab-db downgrade" not in " ".join(args)  # equal FAB heads: nothing to move back
+    assert pod_env["SCHEMA_ROLLBACK_FAB_TO"] == ""  # equal FAB heads: nothing to move back
     assert fab_version(pg_url) == airflow_versions.fab_migration_head(OLD)
 
     # check-migrations covers FAB's schema as well (RunDBManager.check_migration).
@@ -216,7 +228,7 @@ def test_step1_brings_the_database_back_and_the_old_release_starts(airflow, old_
 
 def test_equal_heads_plan_a_plain_revert_and_the_downgrade_is_a_no_op(airflow, new_bin, pg_url, repo_copy):
     history(repo_copy, "3.3.1", NEW)
-    summary, actions = plan(make_settings(repo_copy), "HEAD", "kind", "origin", "main", "airflow", "airflow")
+    summary, actions = plan(make_settings(repo_copy), "HEAD", OFFLINE)
     assert not any(isinstance(a, Write) and a.path == LAYER for a in actions)
     assert any("equal migration heads: no-op for the schema" in line for line in summary)
     # With real Airflow: B's downgrade to a release of the same head leaves the schema where it is.

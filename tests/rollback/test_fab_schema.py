@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from airflow_gitops.operate import airflow_versions
+from airflow_gitops import airflow_versions
 
 from tests.rollback.airflow_venvs import airflow_venv
 from tests.rollback.test_airflow_downgrade import (  # noqa: F401  (the airflow fixture)
@@ -22,7 +22,7 @@ from tests.rollback.test_airflow_downgrade import (  # noqa: F401  (the airflow 
     fab_version,
     history,
     ok,
-    step1_migrate_args,
+    step1_migrate_job,
 )
 
 pytestmark = pytest.mark.postgres
@@ -66,10 +66,11 @@ def test_step1_downgrades_fab_too_and_the_older_release_starts(airflow, bins, pg
     old_bin, new_bin = bins
     upgraded(airflow, bins, pg_url)
     history(repo_copy, OLD, NEW)
-    args = step1_migrate_args(repo_copy)
-    assert f"airflow fab-db downgrade --to-revision {airflow_versions.fab_migration_head(OLD)} -y" in args[-1]
-    # The migrate Job of step 1, with B's image and the args exactly as rendered.
-    ok(airflow(new_bin, argv=args, timeout=600))
+    args, pod_env = step1_migrate_job(repo_copy)
+    assert pod_env["SCHEMA_ROLLBACK_FAB_TO"] == airflow_versions.fab_migration_head(OLD)
+    assert 'airflow fab-db downgrade --to-revision "$SCHEMA_ROLLBACK_FAB_TO" -y' in args[-1]
+    # The migrate Job of step 1, with B's image, the args exactly as rendered and the variables its pod gets.
+    ok(airflow(new_bin, argv=args, extra_env=pod_env, timeout=600))
     assert alembic_version(pg_url) == airflow_versions.migration_head(OLD)
     assert fab_version(pg_url) == airflow_versions.fab_migration_head(OLD)
     ok(airflow(old_bin, "db", "check-migrations", "-t", "30", timeout=180))

@@ -7,14 +7,14 @@ import ast
 import subprocess
 import sys
 
-from airflow_gitops.operate import airflow_versions
-from airflow_gitops.operate.airflow_migration_heads import (
+from airflow_gitops import airflow_versions
+from airflow_gitops.airflow_migration_heads import (
     FAB_GENERATED_FROM,
     FAB_REVISION_HEADS,
     GENERATED_FROM,
     REVISION_HEADS,
 )
-from airflow_gitops.operate.airflow_versions import IMAGE_FAB_PROVIDER
+from airflow_gitops.airflow_versions import IMAGE_FAB_PROVIDER
 
 from tests.rollback.airflow_venvs import airflow_venv
 

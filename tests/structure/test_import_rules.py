@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2] / "scripts" / PACKAGE
 # except across the groups of SIDE_BY_SIDE.
 LAYERS: list[tuple[str, list[str]]] = [
     ("the leaf model", ["model"]),
-    ("settings, the policy configuration and text helpers", ["settings", "policy_config", "yamltext", "go_runtime"]),
+    ("settings, the policy configuration and text helpers", ["settings", "policy_config", "yamltext", "go_runtime",
+                                                              "airflow_versions", "airflow_migration_heads"]),
     ("the source (files, bounds, git)", ["source"]),
     ("the controllers", ["krusty", "kustomize_controller", "helm_controller", "notification_controller"]),
     ("the render of a cluster", ["pipeline", "parallel", "rendered_diff", "aws_templates"]),

@@ -23,6 +23,7 @@ from airflow_gitops.checks import (
     pod_security,
     policies,
     runtime_contract,
+    schema_guard,
     schemas,
     secret_values,
     sops,
@@ -236,6 +237,10 @@ CHECKS: list[Check] = [
     Check("airflow-contract", "the Airflow contract (executor, git-sync repository and branch, tested images, secrets "
           "by name) in the values and where every container receives it (env, envFrom, airflow.cfg, flags)",
           _airflow_contract),
+    Check("schema-guard", "the Airflow release never runs an older Airflow on a newer schema: schema-version annotation, "
+          "the API server's policy before it, the migrate Job's downgrade, forward-only retries after the Jobs' TTL",
+          lambda c: [f for release in c.airflow_releases
+                     for f in schema_guard.check(release, c.state.resources, c.values_file_of_release(release))]),
     Check("chart", "with --require-charts, every HelmRelease's chart rendered", _charts_rendered),
 ]
 

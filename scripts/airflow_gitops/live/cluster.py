@@ -217,7 +217,8 @@ class Cluster:
         with log.open("ab") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env={**_base_env(), **(env or {})}, cwd=self.layout.root,
-                                       start_new_session=True)
+                                       start_new_session=True,
+                                       preexec_fn=_die_with_parent if self.state.get("die_with_parent") else None)
         self.state.setdefault("pids", {})[name] = process.pid
         self._save()
 
@@ -239,9 +240,12 @@ class Cluster:
     # --- up ------------------------------------------------------------------------------------------------
 
     def up(self, repo: Path, *, charts: dict[str, Path], log: Callable[[str], None] = print,
-           bootstrap: bool = True, overlays: Iterable[Overlay] = ()) -> None:
+           bootstrap: bool = True, real_pods: tuple[str, ...] = (), overlays: Iterable[Overlay] = (),
+           die_with_parent: bool = False) -> None:
         """Start everything and bootstrap Flux on `repo`'s working tree (committed or not), with `overlays` laid
-        over the bootstrap."""
+        over the bootstrap. Job pods whose `component` label is in `real_pods` are left for a real kubelet player
+        (live/kubelet.py): kwok makes them Running but never completes them. With `die_with_parent` every process
+        ends when this one does, however it ends (tests; `make live-up` leaves the cluster running)."""
         overlays = tuple(overlays)
         if self.running():
             raise LiveError(f"a local cluster already runs from {self.layout.root}: stop it with `make live-down`")
@@ -253,7 +257,8 @@ class Cluster:
                 shutil.rmtree(self.layout.root / sub, ignore_errors=True)
             (self.layout.root / sub).mkdir(parents=True, exist_ok=True)
         self.state = {"ports": free_ports(_PORTS), "pids": {}, "started": time.time(), "repo": str(repo),
-                      "overlays": [str(overlay.path) for overlay in overlays]}
+                      "real_pods": list(real_pods), "overlays": [str(overlay.path) for overlay in overlays],
+                      "die_with_parent": die_with_parent}
         self._save()
         if bootstrap:  # a broken overlay or template stops here, before any process starts
             bootstrap_manifest(self.git_url, self.charts_url, charts, overlays)
@@ -382,7 +387,17 @@ class Cluster:
         for name in files:
             text = (stage_root / name).read_text()
             # kwok's volume stages select claims of its own class; here they serve the class kind provides.
-            documents.append(text.replace("'kwok-volume'", f"'{STORAGE_CLASS}'"))
+            text = text.replace("'kwok-volume'", f"'{STORAGE_CLASS}'")
+            real = self.state.get("real_pods") or []
+            if name.endswith("pod-complete.yaml") and real:
+                # Job pods that a real kubelet player runs are not completed by kwok.
+                marker = "    - key: '.metadata.ownerReferences.[].kind'"
+                if marker not in text:
+                    raise LiveError(f"kwok's {name} changed: cannot exclude the pods a real kubelet plays")
+                exclude = ("    - key: '.metadata.labels.component'\n      operator: 'NotIn'\n      values:\n"
+                           + "".join(f"      - '{component}'\n" for component in real))
+                text = text.replace(marker, exclude + marker)
+            documents.append(text)
         return "---\n".join(documents)
 
     def _start_kwok(self, kwok: Path) -> None:
@@ -540,6 +555,13 @@ class Cluster:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
 
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TZ")

@@ -10,17 +10,16 @@ step 2 is the revert. Both are commits: reviewed, audited, revertable, and nothi
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from airflow_gitops import airflow_versions
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
 from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError
-from airflow_gitops.operate import airflow_versions
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import Settings
@@ -31,11 +30,19 @@ from airflow_gitops.source.provenance import SourceIndex
 # The last valuesFrom layer of the Airflow HelmRelease (apps/base/airflow): empty except during step 1.
 LAYER = "charts-values/airflow/schema-rollback.yaml"
 LAYER_EMPTY = """\
-# Step 1 of a two-step Airflow downgrade, written and removed only by `airflow-gitops rollback` (README "Operate").
-# Empty in normal operation. While a rollback is under way it keeps the newer image, stops every Airflow
-# component, and makes the migrate Job run `airflow db downgrade --to-version <older> -y`.
+# Step 1 of a two-step Airflow downgrade, written and removed only by `airflow-gitops rollback` (docs/operate.md
+# "Rolling back Airflow"). Empty in normal operation. While a rollback is under way it names the newer Airflow,
+# stops every Airflow component, and sets the migrate Job's pod annotation that makes it downgrade.
 {}
 """
+# The HelmRelease whose annotations the API server's schema guard compares (infrastructure/controllers/base/
+# airflow-schema-guard.yaml), and the annotations.
+HELMRELEASE_FILE = "apps/base/airflow/helmrelease.yaml"
+SCHEMA_VERSION = "airflow-gitops.io/schema-version"
+ROLLED_BACK_TO = "airflow-gitops.io/schema-rolled-back-to"
+ROLLBACK_TO = "airflow-gitops.io/schema-rollback-to"
+# Set with ROLLBACK_TO when the two images' FAB auth manager schemas differ: the FAB revision to go back to first.
+ROLLBACK_FAB_TO = "airflow-gitops.io/schema-rollback-fab-to"
 # The one on-demand Backup before the latest version change, on clusters that back up (see LAYER's README part).
 BACKUP_FILE = "infrastructure/backups/{cluster}/airflow-version-backup.yaml"
 BACKUP_FILE_HEADER = """\
@@ -49,9 +56,7 @@ BACKUP_FILE_HEADER = """\
 """
 # The chart's Deployments/StatefulSets of Airflow components; worker pods are started only by the scheduler.
 COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer")
-# Components that heartbeat in the `job` table; the downgrade waits until none of them is alive.
-HEARTBEAT_JOBS = ("SchedulerJob", "TriggererJob", "DagProcessorJob")
-_TO_VERSION = re.compile(r"airflow db downgrade --to-version (\S+)")
+_ROLLBACK_OF = re.compile(r"airflow-gitops rollback ([0-9a-f]{7,40})")
 CNPG_API = "postgresql.cnpg.io/v1"
 
 # Every phase of a CloudNativePG 1.30 Backup (cloudnative-pg api/v1/backup_types.go, BackupPhase*), and what it
@@ -80,9 +85,10 @@ BACKUP_FAILED_EXPR = ("has(status.phase) && status.phase in ["
                       + ", ".join(f"'{phase}'" for phase in BACKUP_FAILED_PHASES) + "]")
 
 
-def fab_downgrade(from_version: str, to_version: str) -> str | None:
-    """`airflow fab-db downgrade` to the FAB schema of `to_version`'s image, when the two images' FAB heads differ;
-    None when they are equal. UnknownFabSchema when either image's FAB provider is unknown (IMAGE_FAB_PROVIDER)."""
+def fab_target(from_version: str, to_version: str) -> str | None:
+    """The FAB schema revision of `to_version`'s image, when the two images' FAB heads differ (`db downgrade` moves
+    the core only; the migrate Job's script runs `airflow fab-db downgrade --to-revision` to it first); None when
+    they are equal. UnknownFabSchema when either image's FAB provider is unknown (IMAGE_FAB_PROVIDER)."""
     if not airflow_versions.fab_heads_differ(from_version, to_version):
         return None
     target = airflow_versions.fab_migration_head(to_version)
@@ -91,40 +97,29 @@ def fab_downgrade(from_version: str, to_version: str) -> str | None:
         raise UnknownFabSchema(
             f"the FAB auth manager's schema of Airflow {' and '.join(unknown)} is unknown: `db downgrade` does not "
             "move FAB's schema, so the rollback must know the FAB provider each image carries; add it to "
-            "IMAGE_FAB_PROVIDER in scripts/airflow_gitops/operate/airflow_versions.py (the pin of that release's "
+            "IMAGE_FAB_PROVIDER in scripts/airflow_gitops/airflow_versions.py (the pin of that release's "
             "constraints file)")
-    return f"airflow fab-db downgrade --to-revision {shlex.quote(target)} -y"
+    return target
 
 
 class UnknownFabSchema(ValueError):
     pass
 
 
-def downgrade_script(to_version: str, from_version: str | None = None) -> str:
-    """What the migrate Job runs in step 1, with the newer image.
-
-    Scaling to 0 and starting the Job happen in the same Helm upgrade, so the old pods may still be shutting
-    down: wait until no scheduler, triggerer or dag-processor heartbeats (their health threshold is 30 s), then
-    downgrade. `airflow jobs check` exits 1 with "No alive jobs found" once they are all gone.
-
-    `airflow db downgrade` moves Airflow's core schema only; the FAB auth manager's schema (`alembic_version_fab`)
-    moves back with `airflow fab-db downgrade`, run first while the core is still at the newer head, and only when the
-    two images' FAB heads differ (between 3.3.2 and 3.2.2 they are equal; between 3.2.x and 3.1.8 they are not).
-    """
-    waits = " || ".join(f"airflow jobs check --job-type {job} --allow-multiple --limit 100" for job in HEARTBEAT_JOBS)
-    fab = fab_downgrade(from_version, to_version) if from_version else None
-    return (f"while {waits}; do echo 'waiting for Airflow components to stop'; sleep 10; done; "
-            + (f"{fab} && " if fab else "")
-            + f"exec airflow db downgrade --to-version {shlex.quote(to_version)} -y")
-
-
 def step1_layer(from_version: str, to_version: str, commit: str) -> str:
-    """The values layer of step 1: same image, every component at 0, the migrate Job downgrades."""
-    values: dict[str, Any] = {name: {"replicas": 0} for name in COMPONENTS}
-    values["migrateDatabaseJob"] = {"args": ["bash", "-c", downgrade_script(to_version, from_version)]}
-    header = (f"# Step 1 of 2 of `airflow-gitops rollback {commit[:12]}` (README \"Operate\"): Airflow {from_version} -> "
-              f"{to_version}.\n# Keeps the {from_version} image, stops every component (no scheduler: no new worker "
-              f"pods), and downgrades\n# the schema with {from_version}'s own code. Step 2 reverts {commit[:12]} and "
+    """The values layer of step 1: the newer Airflow named outright (so it holds whatever the other values files say,
+    e.g. after a plain revert already landed), every component at 0, and the migrate Job's pod annotation that makes
+    its script (charts-values/airflow/common.yaml) downgrade to `to_version` with `from_version`'s code."""
+    values: dict[str, Any] = {"airflowVersion": from_version, "defaultAirflowTag": from_version}
+    values |= {name: {"replicas": 0} for name in COMPONENTS}
+    annotations = {ROLLBACK_TO: to_version}
+    fab = fab_target(from_version, to_version)
+    if fab is not None:
+        annotations[ROLLBACK_FAB_TO] = fab
+    values["migrateDatabaseJob"] = {"annotations": annotations}
+    header = (f"# Step 1 of 2 of `airflow-gitops rollback {commit}` (docs/operate.md \"Rolling back Airflow\"):\n"
+              f"# Airflow {from_version} -> {to_version}. Keeps the {from_version} image, stops every component (no "
+              f"scheduler: no new worker pods),\n# and downgrades the schema with {from_version}'s own code. Step 2 "
               "empties this file again.\n")
     return header + yaml.safe_dump(values, sort_keys=False, width=1_000_000)
 
@@ -135,9 +130,43 @@ def layer_target(text: str | None) -> str | None:
         values = load_yaml(text or "") or {}
     except yaml.YAMLError:
         return None
-    args = ((values.get("migrateDatabaseJob") or {}) if isinstance(values, dict) else {}).get("args") or []
-    match = _TO_VERSION.search(" ".join(str(a) for a in args))
-    return match.group(1).strip("'\"") if match else None
+    job = (values.get("migrateDatabaseJob") or {}) if isinstance(values, dict) else {}
+    annotations = (job.get("annotations") or {}) if isinstance(job, dict) else {}
+    target = annotations.get(ROLLBACK_TO) if isinstance(annotations, dict) else None
+    return str(target) if target else None
+
+
+def layer_commit(text: str | None) -> str | None:
+    """The commit a step-1 layer rolls back, from its header."""
+    match = _ROLLBACK_OF.search(text or "")
+    return match.group(1) if match else None
+
+
+def set_annotation(text: str, key: str, value: str | None) -> str:
+    """The HelmRelease file's text with metadata annotation `key` set to `value` (None: removed), comments kept.
+    The file keeps its annotations under `metadata.annotations` with four spaces; anything else is an error."""
+    lines = text.splitlines(keepends=True)
+    try:
+        start = lines.index("  annotations:\n", lines.index("metadata:\n"))
+    except ValueError:
+        raise RenderError(f"{HELMRELEASE_FILE}: no metadata.annotations block to write {key} into",
+                          HELMRELEASE_FILE) from None
+    end = start + 1
+    while end < len(lines) and (lines[end].startswith("    ") or lines[end].strip().startswith("#")):
+        end += 1
+    block = [line for line in lines[start + 1:end] if not line.startswith(f"    {key}:")]
+    if value is not None:
+        block.append(f'    {key}: "{value}"\n')
+    return "".join([*lines[:start + 1], *block, *lines[end:]])
+
+
+def annotation(text: str, key: str) -> str | None:
+    try:
+        obj = load_yaml(text) or {}
+    except yaml.YAMLError:
+        return None
+    found = ((obj.get("metadata") or {}).get("annotations") or {}).get(key) if isinstance(obj, dict) else None
+    return str(found) if found is not None else None
 
 
 def backup_name(cluster_name: str, from_version: str, to_version: str) -> str:
@@ -325,7 +354,7 @@ def analyse(base: Settings, head: Settings, cluster: str, base_ref: str, release
             f"the base {base_ref} is not that step 1", "airflow-downgrade"))
     if change.direction < 0 and change.base.layer_target == change.new and change.head.layer_target:
         change.findings.append(Finding(
-            ERROR, LAYER, change.head.release, "migrateDatabaseJob.args",
+            ERROR, LAYER, change.head.release, f"migrateDatabaseJob.annotations.{ROLLBACK_TO}",
             f"step 2 of the rollback to {change.new} must empty this layer again (`{{}}`): left as it is, every "
             "Airflow component stays at 0 replicas", "airflow-downgrade"))
     backup_due = (change.direction > 0
