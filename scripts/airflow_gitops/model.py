@@ -5,6 +5,8 @@ The leaf of the package: it imports nothing of it, so every layer can use it (te
 from __future__ import annotations
 
 import base64
+import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +53,11 @@ class Resource:
 
     @property
     def name(self) -> str:
-        return str((self.obj.get("metadata") or {}).get("name", ""))
+        return str(mapping(self.obj.get("metadata")).get("name", ""))
 
     @property
     def namespace(self) -> str:
-        return str((self.obj.get("metadata") or {}).get("namespace") or "")
+        return str(mapping(self.obj.get("metadata")).get("namespace") or "")
 
     @property
     def ref(self) -> str:
@@ -67,12 +69,20 @@ class Resource:
 
 
 def object_data(obj: dict[str, Any]) -> dict[str, str]:
-    """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them."""
-    data = dict(obj.get("data") or {})
+    """A ConfigMap's data, or a Secret's decoded data plus stringData, as Flux reads them. A value that is no base64
+    reads as "": the API server refuses such a Secret, and the schema check reports it (checks/schemas.py)."""
+    data = {str(key): value for key, value in mapping(obj.get("data")).items()}
     if obj.get("kind") == "Secret":
-        data = {key: base64.b64decode(str(value)).decode(errors="replace") for key, value in data.items()}
-        data.update(obj.get("stringData") or {})
+        data = {key: _base64_text(value) for key, value in data.items()}
+        data.update({str(key): value for key, value in mapping(obj.get("stringData")).items()})
     return data
+
+
+def _base64_text(value: Any) -> str:
+    try:
+        return base64.b64decode(str(value), validate=True).decode(errors="replace")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 # Kinds whose spec.template is a pod template.
@@ -98,8 +108,46 @@ def pod_templates(resource: Resource) -> Iterator[tuple[list[Any], dict[str, Any
                mapping(template.get("spec")))
 
 
+def envelope_problems(obj: Any) -> list[tuple[str, str]]:
+    """(field, why) for each part of an object's envelope that is not the type every Kubernetes object has: a mapping
+    with string apiVersion and kind, a metadata mapping with a string name, an optional string namespace, and labels
+    and annotations that map strings to strings. The API server cannot decode such an object, so Flux fails on it;
+    the engine judges only objects that have an envelope, and reports the others with these problems."""
+    if not isinstance(obj, dict):
+        return [("(root)", f"the document is a {type(obj).__name__}, not an object (a mapping)")]
+    problems = []
+    for key in ("apiVersion", "kind"):
+        if not isinstance(obj.get(key), str) or not obj.get(key):
+            problems.append((key, f"must be a non-empty string; got {_shown(obj.get(key))}"))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return [*problems, ("metadata", f"must be a mapping; got {_shown(meta)}")]
+    if not isinstance(meta.get("name"), str) and not isinstance(meta.get("generateName"), str):
+        problems.append(("metadata.name", f"must be a string; got {_shown(meta.get('name'))}"))
+    if "namespace" in meta and meta["namespace"] is not None and not isinstance(meta["namespace"], str):
+        problems.append(("metadata.namespace", f"must be a string; got {_shown(meta['namespace'])}"))
+    for key in ("labels", "annotations"):
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            problems.append((f"metadata.{key}", f"must be a mapping of strings; got {_shown(value)}"))
+            continue
+        for name, text in value.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                problems.append((f"metadata.{key}.{name}", f"keys and values must be strings; got {_shown(text)}"))
+    return problems
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
 def object_ref(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
+    meta = mapping(obj.get("metadata"))
     namespace = meta.get("namespace")
     name = meta.get("name", "?")
     return f"{obj.get('kind', '?')} {namespace}/{name}" if namespace else f"{obj.get('kind', '?')} {name}"
@@ -116,6 +164,35 @@ def field_path(parts: list[Any] | tuple[Any, ...]) -> str:
     return text or "(root)"
 
 
+def duration_seconds(duration: str | int | float | None) -> float:
+    """Seconds of a Go duration as Flux specs write them (`1m30s`, `10s`, `1h`) and plain numbers of seconds."""
+    if duration is None or duration == "":
+        return 0.0
+    if isinstance(duration, int | float) or re.fullmatch(r"\d+(\.\d+)?", str(duration)):
+        return float(duration)
+    total = 0.0
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(duration)):
+        total += float(value) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+    return total
+
+
+def escaped(text: str, name: bool = False) -> str:
+    """`text` as one printable line, whatever it holds: every character that is not printable (newline, CR, tab,
+    ESC and every other control, format characters such as bidi overrides, line and paragraph separators, spaces
+    other than ' ') is shown as a `\\xNN`/`\\uNNNN` escape, and so, in a name, is the backtick. So nothing taken from
+    a pull request (an object, file or cluster name, a value) can start a line of its own in a diff, a log or a
+    comment (`::`-commands, a `+++` header), close a code fence, or write a terminal escape."""
+    if text.isprintable() and not (name and "`" in text):
+        return text
+    return "".join(_escape_character(c) if not c.isprintable() or (name and c == "`") else c for c in text)
+
+
+def _escape_character(c: str) -> str:
+    code = ord(c)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
 @dataclass(frozen=True)
 class Finding:
     severity: str
@@ -124,10 +201,15 @@ class Finding:
     field: str
     message: str
     check: str = ""
+    # Lines shown under the finding as they are (the YAML to add, say): text the tool made, never a pull request's.
+    detail: str = ""
 
     def __str__(self) -> str:
+        """One line (the names and the message escaped), then `detail`, if any."""
         tag = "" if self.severity == ERROR else f"[{self.severity}] "
-        return f"{tag}{self.file}: {self.object}: {self.field}: {self.message}"
+        line = (f"{tag}{escaped(self.file, name=True)}: {escaped(self.object, name=True)}: "
+                f"{escaped(self.field, name=True)}: {escaped(self.message)}")
+        return f"{line}\n{self.detail}" if self.detail else line
 
 
 @dataclass
@@ -140,8 +222,8 @@ class RenderError(Exception):
     field: str = ""
 
     def __str__(self) -> str:
-        where = ": ".join(part for part in (self.file, self.object, self.field) if part)
-        return f"{where}: {self.message}" if where else self.message
+        where = ": ".join(escaped(part, name=True) for part in (self.file, self.object, self.field) if part)
+        return f"{where}: {escaped(self.message)}" if where else escaped(self.message)
 
     def as_finding(self, check: str = "render") -> Finding:
         return Finding(ERROR, self.file or "?", self.object or "?", self.field or "(root)", self.message, check)
@@ -164,6 +246,8 @@ class ReleaseRender:
     unrendered_reason: str | None = None
     chart_values_keys: set[str] | None = None
     chart_schema: dict[str, Any] | None = None
+    # The chart's NOTES.txt rendered with the release's values (what `helm install` prints), when it has one.
+    notes: str | None = None
 
 
 @dataclass

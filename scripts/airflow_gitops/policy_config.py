@@ -57,6 +57,12 @@ KEYS: dict[str, Key] = {
                                             "included)", "git-url"),
     "allowed-helm-repositories": Key("allowlist", "HelmRepository URLs (https) charts may come from", "helm-url"),
     "allowed-oci-repositories": Key("allowlist", "OCIRepository and OCI HelmRepository URLs (oci://)", "oci-url"),
+    "powerful-rbac-from": Key("allowlist", "appliers that may apply powerful RBAC (cluster-admin, admin, edit, *, "
+                                           "escalate, bind, impersonate, aggregation, bindings to everyone)", "applier"),
+    "admission-control-from": Key("allowlist", "appliers that may apply admission webhooks and policies", "applier"),
+    "api-extensions-from": Key("allowlist", "appliers that may apply CustomResourceDefinitions and APIServices",
+                               "applier"),
+    "namespaces-from": Key("allowlist", "appliers that may apply Namespaces", "applier"),
     "exemptions": Key("table", "per cluster-list key: {cluster = \"reason\"} for clusters the list leaves out"),
 }
 
@@ -168,6 +174,11 @@ class PolicyConfig:
     allowed_git_sources: tuple[str, ...] = ()
     allowed_helm_repositories: tuple[str, ...] = ()
     allowed_oci_repositories: tuple[str, ...] = ()
+    # Who may apply the objects that change the whole cluster's trust (checks/cluster_scope.py), by applier.
+    powerful_rbac_from: tuple[str, ...] = ()
+    admission_control_from: tuple[str, ...] = ()
+    api_extensions_from: tuple[str, ...] = ()
+    namespaces_from: tuple[str, ...] = ()
     # The problems of the table that do not depend on the cluster (for `findings`).
     problems: tuple[Finding, ...] = ()
     # The table as written, for `changes` (None: no table).
@@ -206,6 +217,10 @@ class PolicyConfig:
             allowed_git_sources=parser.strings("allowed-git-sources"),
             allowed_helm_repositories=parser.strings("allowed-helm-repositories"),
             allowed_oci_repositories=parser.strings("allowed-oci-repositories"),
+            powerful_rbac_from=parser.strings("powerful-rbac-from"),
+            admission_control_from=parser.strings("admission-control-from"),
+            api_extensions_from=parser.strings("api-extensions-from"),
+            namespaces_from=parser.strings("namespaces-from"),
             problems=tuple(parser.finish()),
             table=table,
         )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding, Resource
+from airflow_gitops.model import ERROR, Finding, Resource, escaped
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
 from airflow_gitops.source.provenance import HASH_SUFFIX
@@ -58,7 +58,8 @@ def rendered_objects(settings: Settings, cluster: str, refused: list[Finding] | 
     state = render_cluster(settings, cluster)
     for release in state.releases:
         if release.unrendered_reason:
-            _warn(f"NOT RENDERED in {settings.repo.name}: {release.helmrelease.ref}: {release.unrendered_reason}")
+            _warn(f"NOT RENDERED in {escaped(settings.repo.name, name=True)}: {escaped(release.helmrelease.ref, name=True)}: "
+                  f"{escaped(release.unrendered_reason)}")
     for finding in state.findings:
         if finding.severity == ERROR:
             _warn(f"{cluster} ({side}): {finding}")
@@ -149,7 +150,9 @@ def unified(base: dict[str, str], head: dict[str, str], ref: str) -> list[str]:
         old_lines, new_lines = _lines(old), _lines(new)
         diff = difflib.unified_diff(
             old_lines, new_lines,
-            fromfile=f"{ref}/{name}" if old else "/dev/null", tofile=f"working-tree/{name}" if new else "/dev/null")
+            # Names are escaped: an object name can never start a line, write a terminal escape or close a fence.
+            fromfile=f"{escaped(ref, name=True)}/{escaped(name, name=True)}" if old else "/dev/null",
+            tofile=f"working-tree/{escaped(name, name=True)}" if new else "/dev/null")
         lines.extend(_with_block_names(diff, old_lines, new_lines))
     return lines
 

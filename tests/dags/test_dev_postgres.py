@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import skip_for
+
 pytestmark = pytest.mark.postgres
 
 
@@ -113,7 +115,8 @@ def test_missing_binaries_are_a_clear_error(tmp_path: Path, monkeypatch):
         localpg.find_bindir()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root has to hand the cluster to the postgres user")
 def test_as_root_the_cluster_belongs_to_postgres(pg_dir: Path):
+    if os.geteuid() != 0:
+        skip_for("root", "only root has to hand the cluster to the postgres user")
     assert _cli("start", "--dir", str(pg_dir)).returncode == 0
     assert (pg_dir / "data").owner() == "postgres"

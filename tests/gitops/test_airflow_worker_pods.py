@@ -17,7 +17,7 @@ import yaml
 from airflow_gitops.checks import schemas
 from airflow_gitops.model import Resource
 
-from tests.helpers import REPO, airflow_release, schemas_dir
+from tests.helpers import REPO, airflow_release, skip_for
 
 LOGICAL_DATE = "2026-01-01"
 HEAVY_TASKS = {"transform"}
@@ -27,7 +27,7 @@ HEAVY_TASKS = {"transform"}
 def worker_pods(request, tmp_path_factory):
     release = airflow_release(request.param)
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, worker pods not generated: {release.unrendered_reason}")
+        skip_for("chart", f"worker pods not generated: {release.unrendered_reason}")
     config = next(o.obj for o in release.objects if o.kind == "ConfigMap" and o.name == f"{release.release_name}-config")
     home = tmp_path_factory.mktemp(f"airflow-{request.param}")
     (home / "airflow.cfg").write_text(config["data"]["airflow.cfg"])
@@ -71,10 +71,7 @@ def test_a_pod_for_every_task(worker_pods):
 
 def test_generated_pods_pass_strict_kubernetes_validation(worker_pods):
     kube = schemas.kubernetes_schemas("1.35")
-    folder = schemas_dir()
-    if folder is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS")
-    crds = schemas.crd_schemas(folder)
+    crds = schemas.CRDSchemas()  # Pods: Kubernetes' own schemas, no CRD needed
     findings = [str(f) for task, pod in worker_pods["pods"].items()
                 for f in schemas.validate_resource(Resource(pod, f"generated pod {task}", "airflow"), kube, crds)]
     assert findings == []

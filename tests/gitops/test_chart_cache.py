@@ -13,7 +13,7 @@ from airflow_gitops.model import WARNING, ClusterState, Resource
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import CHARTS_ENV, Settings, parse_chart_overrides
 
-from tests.helpers import REPO
+from tests.helpers import REPO, skip_for
 
 OCI_URL = "oci://registry.example.invalid/charts"
 HTTPS_URL = "https://charts.example.org"
@@ -92,7 +92,7 @@ def test_the_cli_prints_engine_warnings_on_stderr(capsys):
 def test_a_local_chart_of_another_version_warns_once_per_cache(caplog, tmp_path):
     local = parse_chart_overrides(os.environ.get(CHARTS_ENV, "")).get("airflow")
     if local is None:
-        pytest.skip(f"CHART NOT AVAILABLE: set {CHARTS_ENV}=airflow=PATH to check the local-chart warning")
+        skip_for("chart", f"set {CHARTS_ENV}=airflow=PATH to check the local-chart warning")
     settings = Settings(repo=REPO, local_charts={"airflow": local}, cache_dir=tmp_path)
     cache, state = ChartCache(), ClusterState("test")
     release = helmrelease("airflow", "0.0.1")

@@ -9,7 +9,7 @@ import yaml
 from airflow_gitops.checks import schemas
 from airflow_gitops.checks.policies import containers, pod_template_resources, resource_requests
 
-from tests.helpers import airflow_release, schemas_dir
+from tests.helpers import airflow_release, make_settings, render, skip_for
 
 
 def objects(release, kind: str) -> dict[str, dict]:
@@ -71,11 +71,9 @@ def test_pod_template_path_matches_the_mounted_config(rendered_airflow):
     assert cfg["kubernetes_executor"]["worker_container_tag"] == "3.3.2"
 
 
-def test_every_rendered_object_passes_strict_kubernetes_schemas(rendered_airflow):
+def test_every_rendered_object_passes_strict_kubernetes_schemas(rendered_airflow, cluster):
     kube = schemas.kubernetes_schemas("1.35")
-    crds = schemas.crd_schemas(schemas_dir()) if schemas_dir() else None
-    if crds is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS")
+    crds = schemas.schema_sources(make_settings(), render(cluster)).crds
     checked = [*rendered_airflow.objects, *pod_template_resources(rendered_airflow.objects)]
     assert [str(f) for o in checked for f in schemas.validate_resource(o, kube, crds)] == []
 
@@ -83,7 +81,7 @@ def test_every_rendered_object_passes_strict_kubernetes_schemas(rendered_airflow
 def test_every_eks_container_requests_cpu_and_memory():
     release = airflow_release("eks")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     checked = [*release.objects, *pod_template_resources(release.objects)]
     assert sum(1 for o in checked for _ in containers(o)) > 10
     assert [str(f) for f in resource_requests(checked)] == []

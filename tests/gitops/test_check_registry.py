@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tomllib
 
-import pytest
 from airflow_gitops.checks.registry import CHECKS
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.cli import main
@@ -36,7 +35,6 @@ def test_validate_without_a_cluster_is_a_usage_error(capsys):
     assert "give a cluster" in capsys.readouterr().err
 
 
-@pytest.mark.usefixtures("need_schemas")
 def test_validate_says_which_checks_are_off_and_why(capsys):
     main(["validate", "kind", "--repo", str(REPO)])
     out = capsys.readouterr().out
@@ -44,7 +42,6 @@ def test_validate_says_which_checks_are_off_and_why(capsys):
             f"[tool.airflow-gitops.policies.exemptions.require-resource-requests]: {KIND_EXEMPTION}") in out.splitlines()
 
 
-@pytest.mark.usefixtures("need_schemas")
 def test_a_listed_cluster_runs_the_check(repo_copy):
     pyproject = repo_copy / "pyproject.toml"
     text = pyproject.read_text().replace('require-resource-requests = ["eks"]', 'require-resource-requests = ["eks", "kind"]')
@@ -55,7 +52,6 @@ def test_a_listed_cluster_runs_the_check(repo_copy):
     assert not [f for f in report.findings if f.check == "policy-config"]
 
 
-@pytest.mark.usefixtures("need_schemas")
 def test_a_cluster_neither_listed_nor_exempt_is_an_error_not_a_silent_skip(repo_copy):
     pyproject = repo_copy / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(f'kind = "{KIND_EXEMPTION}"\n', "", 1))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from airflow_gitops.cli import main
 
-from tests.helpers import REPO, schemas_dir
+from tests.helpers import CLUSTERS, REPO, render, schemas_dir, skip_for
 
 
 def test_render_prints_a_yaml_stream_with_sources(capsys):
@@ -38,8 +40,46 @@ def test_validate_all_passes(capsys):
     assert "kind: " in out and "eks: " in out and "0 error(s)" in out
 
 
+def test_with_every_chart_at_hand_validate_renders_and_validates_everything(need_schemas, capsys):
+    """What CI runs (.ci/run gives every package of ../shared/charts): nothing unrendered, nothing unvalidated."""
+    state = {cluster: render(cluster) for cluster in CLUSTERS}
+    missing = [f"{r.helmrelease.ref}: {r.unrendered_reason}" for s in state.values() for r in s.releases
+               if r.unrendered_reason]
+    if missing:
+        skip_for("chart", "; ".join(missing))
+    assert main([*_validate_args(REPO), "--require-charts"]) == 0
+    out = capsys.readouterr().out
+    for cluster in CLUSTERS:
+        assert re.search(rf"^{cluster}: \d+ objects checked, 0 error\(s\), 0 unvalidated, 0 release\(s\) not rendered$",
+                         out, re.M), out[-3000:]
+
+
+def test_a_chart_that_is_missing_is_not_rendered_and_fails_require_charts(tmp_path, capsys):
+    """A chart that really is missing (a path that does not exist, an empty cache, no network here): reported, never
+    passed as valid; --require-charts makes it an error."""
+    missing = ["--chart", f"cert-manager={tmp_path}/absent/cert-manager-v1.19.1.tgz", "--cache-dir", str(tmp_path)]
+    args = ["validate", "eks", "--repo", str(REPO), *missing] + (["--schemas", str(schemas_dir())] if schemas_dir() else [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"eks: NOT RENDERED (its objects are not validated): HelmRelease cert-manager/cert-manager: local chart " \
+           f"{tmp_path}/absent/cert-manager-v1.19.1.tgz does not exist" in out
+    assert re.search(r"^eks: \d+ objects checked, \d+ error\(s\), \d+ unvalidated, [1-9]\d* release\(s\) not rendered$",
+                     out, re.M), out[-3000:]
+    assert main([*args, "--require-charts"]) == 1
+    assert ("eks: infrastructure/controllers/eks/cert-manager.yaml: HelmRelease cert-manager/cert-manager: spec.chart: "
+            f"chart not rendered: local chart {tmp_path}/absent/cert-manager-v1.19.1.tgz does not exist"
+            in capsys.readouterr().out)
+
+
+def _unvalidated(out: str, cluster: str) -> int:
+    line = next(line for line in out.splitlines() if line.startswith(f"{cluster}: ") and "objects checked" in line)
+    return int(re.search(r", (\d+) unvalidated,", line)[1])
+
+
 def test_validate_says_what_it_did_not_validate(repo_copy, capsys):
-    # ServiceMonitor (Prometheus Operator) has no CRD schema in the schema folder.
+    assert main(_validate_args(repo_copy)) == 0
+    before = _unvalidated(capsys.readouterr().out, "eks")
+    # ServiceMonitor (Prometheus Operator): no cluster here installs its CRD, and no schema folder holds it.
     (repo_copy / "infrastructure/configs/eks/service-monitor.yaml").write_text(
         "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\n"
         "metadata: {name: airflow-statsd, namespace: airflow}\nspec: {endpoints: [{port: metrics}]}\n")
@@ -54,5 +94,6 @@ def test_validate_says_what_it_did_not_validate(repo_copy, capsys):
     assert main(_validate_args(repo_copy)) == 0, "an unvalidated object is not an error"
     out = capsys.readouterr().out
     assert "[unvalidated] infrastructure/configs/eks/service-monitor.yaml" in out
-    assert "ServiceMonitor.monitoring.coreos.com" in out
-    assert "eks: " in out and ", 1 unvalidated," in out
+    assert _unvalidated(out, "eks") == before + 1
+    closing = out.splitlines()[-1]
+    assert closing.startswith("NOT CHECKED: ") and "ServiceMonitor.monitoring.coreos.com" in closing

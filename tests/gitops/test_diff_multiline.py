@@ -11,7 +11,7 @@ from airflow_gitops.cli import main
 from airflow_gitops.rendered_diff import BLOCK_HEADER, MASK, NO_FINAL_NEWLINE, as_text, differing, masked, unified
 
 from tests.gitops.test_rollback_and_diff import git
-from tests.helpers import airflow_release, edit
+from tests.helpers import airflow_release, edit, skip_for
 
 VALUES = "charts-values/airflow/common.yaml"
 AIRFLOW_CONFIG = "ConfigMap/airflow/airflow-config"
@@ -55,7 +55,7 @@ def history(repo_copy) -> Path:
 def chart():
     release = airflow_release("kind")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
 
 
 # --- real rendering of the official chart ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from airflow_gitops.helm_controller.api import ChartReference, HelmRelease
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.model import Resource
 
-from tests.helpers import make_settings, schemas_dir
+from tests.helpers import make_settings
 
 
 def resource(kind: str, api: str, spec, namespace: str | None = None, name: str = "demo") -> Resource:
@@ -72,8 +72,6 @@ def test_values_references_and_chart_reference():
 
 
 def test_a_malformed_dependson_is_a_schema_finding_not_a_crash(repo_copy):
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
     apps = repo_copy / "clusters/kind/apps.yaml"
     text = apps.read_text()
     assert "  dependsOn:\n    - name: infra-configs\n" in text, "fixture out of date"

@@ -8,11 +8,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-import pytest
 from airflow_gitops.checks import policies
 from airflow_gitops.model import pod_templates
 
-from tests.helpers import airflow_release, render
+from tests.helpers import airflow_release, render, skip_for
 
 # The only pods that call the Kubernetes API: the scheduler launches worker pods, the cleanup CronJob deletes them.
 TOKEN_USERS = {"airflow-scheduler", "airflow-cleanup"}
@@ -103,6 +102,35 @@ def test_on_eks_only_the_pooler_and_airflow_reach_the_pooler_and_the_pooler_the_
     assert not admitted(policies_["airflow-db-pooler-rw"], {"app": "other"}, 5432)
 
 
+def test_eks_auto_mode_enforces_network_policies_before_the_workloads_they_guard():
+    # AWS "Use Network Policies with EKS Auto Mode", step 1: without it every NetworkPolicy here is ignored on EKS.
+    state = render("eks")
+    config = next(r for r in state.resources if r.kind == "ConfigMap" and r.name == "amazon-vpc-cni")
+    assert config.namespace == "kube-system"
+    assert config.obj["data"] == {"enable-network-policy-controller": "true"}
+    assert config.applied_by == "Kustomization flux-system/infra-controllers"
+    policies_ = [r for r in state.resources if r.kind == "NetworkPolicy"]
+    assert policies_ and all(r.applied_by != "Kustomization flux-system/infra-controllers" for r in policies_)
+
+
+def test_the_webhook_receiver_stays_reachable_from_its_load_balancer():
+    """The NLB's packets come from addresses outside any pod, which Flux's allow-webhooks (pods only) does not admit."""
+    notification_controller = {"app": "notification-controller"}
+    external = [
+        policy for policy in git_objects("eks", "NetworkPolicy").values()
+        if policy["metadata"]["namespace"] == "flux-system"
+        and matches(policy["spec"]["podSelector"], notification_controller)
+        and any(any(peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" and not peer["ipBlock"].get("except")
+                    for peer in rule.get("from") or [])
+                and [p.get("port") for p in rule.get("ports") or []] == [9292]
+                for rule in policy["spec"].get("ingress") or [])]
+    assert len(external) == 1
+    # Only the Receiver's port: the controller's event and metrics ports stay as Flux's own policies leave them.
+    assert external[0]["spec"]["policyTypes"] == ["Ingress"]
+    receivers = git_objects("eks", "Receiver")
+    assert receivers["github-push"]["metadata"]["namespace"] == "flux-system"
+
+
 # --- Pod Security Admission labels --------------------------------------------------------------------------
 
 def test_every_namespace_enforces_at_least_baseline_pinned_to_the_cluster_version(cluster):
@@ -168,7 +196,7 @@ def test_airflow_connects_through_the_pooler_and_migrations_straight_to_the_prim
 def test_the_migrate_job_reads_the_direct_connection_on_eks():
     release = airflow_release("eks")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     job = next(r.obj for r in release.objects if r.kind == "Job" and r.name.endswith("run-airflow-migrations"))
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
@@ -187,6 +215,26 @@ def test_slack_alert_covers_kustomizations_and_every_helmrelease_namespace():
     release_namespaces = {r.namespace for r in render("eks").resources if r.kind == "HelmRelease"}
     covered = {s.get("namespace") for s in sources if s["kind"] == "HelmRelease" and s["name"] == "*"}
     assert release_namespaces <= covered
+
+
+SOURCE_KINDS = ("GitRepository", "HelmRepository", "OCIRepository", "Bucket")
+
+
+def test_slack_alert_covers_every_source_a_reconcile_reads():
+    # A failing fetch leaves everything Ready on the old revision: only the source's own event says so.
+    alert = git_objects("eks", "Alert")["slack-reconcile-errors"]
+    namespace = alert["metadata"]["namespace"]
+    covered = {(s["kind"], s.get("namespace") or namespace) for s in alert["spec"]["eventSources"] if s["name"] == "*"}
+    state = render("eks")
+    sources = {(r.kind, r.namespace) for r in state.resources if r.kind in SOURCE_KINDS}
+    # The bootstrap's GitRepository (gotk-sync.yaml is written by `flux bootstrap`): what every Kustomization reads.
+    sources |= {(r.obj["spec"]["sourceRef"]["kind"], r.obj["spec"]["sourceRef"].get("namespace") or r.namespace)
+                for r in state.resources if r.kind == "Kustomization"}
+    # helm-controller makes a HelmChart for each HelmRelease, in the namespace of the release's chart source.
+    sources |= {("HelmChart", r.obj["spec"]["chart"]["spec"]["sourceRef"].get("namespace") or r.namespace)
+                for r in state.resources if r.kind == "HelmRelease"}
+    assert {("GitRepository", "flux-system"), ("HelmChart", "flux-system")} <= sources
+    assert sources <= covered, sorted(sources - covered)
 
 
 def test_github_commit_status_points_at_this_repository():

@@ -14,12 +14,10 @@ from airflow_gitops.checks import live_state
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, WARNING, ReleaseRender, Resource
 
-from tests.helpers import edit, make_settings, schemas_dir
+from tests.helpers import edit, make_settings, skip_for
 
 
 def findings(repo: Path, cluster: str, check: str) -> list[str]:
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
     report = validate_cluster(make_settings(repo), cluster)
     return [str(f) for f in report.findings if f.check == check and f.severity == ERROR]
 
@@ -110,7 +108,7 @@ def render_chart_or_skip(repo: Path, cluster: str):
     report = validate_cluster(make_settings(repo), cluster)
     airflow = next(r for r in report.state.releases if r.helmrelease.name == "airflow")
     if airflow.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, drift check on the real chart not run: {airflow.unrendered_reason}")
+        skip_for("chart", f"drift check on the real chart not run: {airflow.unrendered_reason}")
     return report
 
 
@@ -122,8 +120,6 @@ def test_real_chart_jobs_are_exempt_in_the_repository(rendered_airflow):
 
 
 def test_real_chart_migrate_job_without_the_annotation_is_caught(repo_copy):
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS")
     edit(repo_copy, "charts-values/airflow/common.yaml",
          "  applyCustomEnv: false\n  # Kubernetes deletes the finished Job after ttlSecondsAfterFinished (300 s)",
          "  applyCustomEnv: false\n  # removed on purpose")
@@ -294,3 +290,64 @@ def test_a_custom_resource_listed_in_health_checks_needs_an_expression_too():
     assert [f"{f.file}: {f.object}: {f.field}" for f in found] == [
         "clusters/x/infrastructure.yaml: Kustomization flux-system/infra-configs: spec.healthCheckExprs"]
     assert found[0].message.startswith("spec.healthChecks waits for Cluster airflow/x (postgresql.cnpg.io/v1)")
+
+
+# --- 4. objects that hold data, under prune -----------------------------------------------------------------------
+
+PRUNE_ANNOTATION = "    kustomize.toolkit.fluxcd.io/prune: disabled\n"
+
+
+def test_repository_passes_the_prune_protection_check(cluster):
+    from tests.helpers import REPO
+
+    assert findings(REPO, cluster, "prune-protection") == []
+
+
+def test_the_database_cluster_without_the_annotation_is_caught(repo_copy):
+    path = "infrastructure/configs/base/airflow-db.yaml"
+    edit(repo_copy, path, PRUNE_ANNOTATION, "    app: airflow\n")
+    found = findings(repo_copy, "kind", "prune-protection")
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}: Cluster airflow/airflow-db: "
+                               "metadata.annotations[kustomize.toolkit.fluxcd.io/prune]: Kustomization "
+                               "flux-system/infra-configs has prune: true")
+    assert "deletes its PVCs" in found[0]
+
+
+def test_the_namespace_that_holds_the_database_without_the_annotation_is_caught(repo_copy):
+    path = "infrastructure/controllers/base/namespaces.yaml"
+    edit(repo_copy, path, PRUNE_ANNOTATION, "    app: airflow\n")
+    found = findings(repo_copy, "kind", "prune-protection")
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}: Namespace airflow: metadata.annotations[kustomize.toolkit.fluxcd.io/prune]")
+    assert "it holds Cluster airflow/airflow-db" in found[0]
+
+
+def protected_objects(annotation: str | None = None, common: dict | None = None, prune: bool = True,
+                      reclaim: str | None = None) -> list[Resource]:
+    ks = Resource({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                   "metadata": {"name": "data", "namespace": "flux-system"},
+                   "spec": {"prune": prune, **({"commonMetadata": common} if common else {})}},
+                  "clusters/x/data.yaml", "Kustomization flux-system/flux-system")
+    meta = {"name": "data", "namespace": "db", **({"annotations": {live_state.PRUNE_KEY: annotation}}
+                                                     if annotation else {})}
+    pvc = Resource({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": {}},
+                   "data/pvc.yaml", "Kustomization flux-system/data")
+    database = Resource({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Database",
+                         "metadata": {"name": "app", "namespace": "db"},
+                         "spec": {"databaseReclaimPolicy": reclaim} if reclaim else {}},
+                        "data/database.yaml", "Kustomization flux-system/data")
+    return [ks, pvc, database]
+
+
+def test_a_pvc_under_prune_needs_the_annotation_and_a_database_only_when_it_drops():
+    found = live_state.unprotected_data(protected_objects(), [])
+    assert [f"{f.file}: {f.object}" for f in found] == ["data/pvc.yaml: PersistentVolumeClaim db/data"]
+    found = live_state.unprotected_data(protected_objects(reclaim="delete"), [])
+    assert [f.object for f in found] == ["PersistentVolumeClaim db/data", "Database db/app"]
+
+
+@pytest.mark.parametrize("kwargs", [{"annotation": "disabled"}, {"annotation": "Disabled"}, {"prune": False},
+                                    {"common": {"labels": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}])
+def test_the_annotation_a_label_common_metadata_or_no_prune_spares_it(kwargs):
+    assert live_state.unprotected_data(protected_objects(**kwargs), []) == []

@@ -59,32 +59,30 @@ def run_lines(lines: list[str]) -> list[str]:
 def test_rollback_dry_run_of_a_schema_changing_bump_is_two_steps_and_runs_nothing(capsys, bumped):
     head = git(bumped, "rev-parse", "HEAD").strip()
     lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "eks")
-    wait_job = ("kubectl wait --for=delete job/airflow-run-airflow-migrations job/airflow-create-user -n airflow "
-                "--timeout=10m")
-    chain = [reconcile(n) for n in ("flux-system", "infra-controllers", "infra-configs", "db-backup", "apps")]
-    push = ["git push origin HEAD:main", *chain,
-            "kubectl wait --for=condition=Ready helmrelease/airflow -n airflow --timeout=60m"]
     backup = "infrastructure/backups/eks/airflow-version-backup.yaml"
     layer = "charts-values/airflow/schema-rollback.yaml"
+    hr = "apps/base/airflow/helmrelease.yaml"
     assert run_lines(lines) == [
-        wait_job,
-        f"git add {layer} {backup}",
+        f"git add {layer} {hr} {backup}",
         "git commit -m 'Roll back Airflow 3.3.2 -> 3.2.2, step 1 of 2: stop Airflow, downgrade the schema' "
         f"-m 'airflow-gitops rollback {head}'",
-        *push,
-        wait_job,
-        f"git revert --no-commit {head}",
         f"git checkout HEAD -- {backup}",
-        f"git add {layer}",
-        "git commit -m 'Revert \"Airflow 3.3.2\" (Airflow 3.3.2 -> 3.2.2, step 2 of 2)' "
-        f"-m 'This reverts commit {head}.",
-        # (the quoted message body goes on over two more lines)
-        f"airflow-gitops rollback {head}'",
-        *push,
+        "git add -A -- clusters infrastructure apps charts-values pyproject.toml",
     ]
+    steps = [line for line in lines if line.startswith("# ")]
+    order = ["delete the chart's finished Jobs", "step 1: publish", "step 1: flux reconcile flux-system -> "
+             "infra-controllers -> infra-configs -> db-backup -> apps", "wait until step 1 is Ready",
+             "delete the chart's finished Jobs", f"git revert --no-commit {head[:12]}", "git commit: Revert",
+             "step 2: publish", "wait until the release runs Airflow 3.2.2"]
+    position = -1
+    for text in order:  # in this order, each after the one before
+        position = next(i for i, line in enumerate(steps) if i > position and line.startswith(f"# {text}"))
     assert f"write {layer}:" in lines and f"write {backup}:" in lines
-    assert any("airflow db downgrade --to-version 3.2.2 -y" in line for line in lines)
+    assert "    |     airflow-gitops.io/schema-rollback-to: 3.2.2" in lines
+    assert f"# {hr}: airflow-gitops.io/schema-version=3.3.0, airflow-gitops.io/schema-rolled-back-to=3.2.0" in lines
+    assert f"# {hr}: airflow-gitops.io/schema-version=3.2.0, no airflow-gitops.io/schema-rolled-back-to" in lines
     assert any("name: airflow-db-airflow-3-3-2-to-3-2-2" in line for line in lines)
+    assert "# supervised: eks; each step goes by pull request to origin/main" in lines
     # Nothing ran: no commit, the tree unchanged.
     assert git(bumped, "rev-parse", "HEAD").strip() == head
     assert git(bumped, "status", "--porcelain") == ""
@@ -104,7 +102,7 @@ def test_rollback_of_a_values_change_is_one_plain_revert(capsys, bumped):
     values.write_text(values.read_text().replace("size: 1Gi", "size: 2Gi"))
     git(bumped, "commit", "-qam", "bigger logs")
     head = git(bumped, "rev-parse", "HEAD").strip()
-    lines = dry_run(capsys, "rollback", "--repo", str(bumped))
+    lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "kind")
     assert run_lines(lines)[:2] == [f"git revert --no-commit {head}", "git commit --no-edit"]
     assert not any(line.startswith("write ") for line in lines)
 
@@ -150,8 +148,37 @@ def test_a_revert_that_raises_airflow_on_eks_writes_a_backup(capsys, bumped):
     assert "    |   name: airflow-db-airflow-3-3-1-to-3-3-2" in lines
 
 
-def test_rollback_refuses_a_branch_that_flux_does_not_follow(capsys, bumped):
-    git(bumped, "checkout", "-qb", "feature")
-    assert main(["rollback", "--repo", str(bumped), "--cluster", "eks", "--dry-run"]) == 2
-    assert "Flux on eks follows 'main'" in capsys.readouterr().err
-    assert main(["rollback", "--repo", str(bumped), "--cluster", "eks", "--branch", "main", "--dry-run"]) == 0
+def test_rollback_asks_which_live_clusters_it_supervises(capsys, bumped):
+    assert main(["rollback", "--repo", str(bumped), "--dry-run"]) == 2
+    assert "name the live cluster(s) with --cluster NAME[=KUBE_CONTEXT]" in capsys.readouterr().err
+
+
+def test_rollback_resumes_when_head_holds_its_step_1(capsys, bumped):
+    head = git(bumped, "rev-parse", "HEAD").strip()
+    lines = dry_run(capsys, "rollback", "--repo", str(bumped), "--cluster", "kind")
+    layer = next(i for i, line in enumerate(lines) if line == "write charts-values/airflow/schema-rollback.yaml:")
+    body = []
+    for line in lines[layer + 1:]:
+        if not line.startswith("    | "):
+            break
+        body.append(line[6:] + "\n")
+    (bumped / "charts-values/airflow/schema-rollback.yaml").write_text("".join(body))
+    git(bumped, "commit", "-qam", "step 1")
+    lines = dry_run(capsys, "rollback", head, "--repo", str(bumped), "--cluster", "kind")
+    assert "# HEAD holds step 1 of this rollback: resuming with its wait, then step 2" in lines
+    assert not any(line.startswith("git commit -m 'Roll back") for line in lines)
+
+
+def test_rollback_finishes_a_plain_revert_that_landed_without_step_1(capsys, bumped):
+    head = git(bumped, "rev-parse", "HEAD").strip()
+    git(bumped, "revert", "--no-edit", head)
+    lines = dry_run(capsys, "rollback", head, "--repo", str(bumped), "--cluster", "kind")
+    assert ("# HEAD already reverted Airflow to 3.2.2 without step 1 (the API server refuses it); step 1 names 3.3.2 "
+            "again, and step 2 needs no revert") in lines
+    assert "    | airflowVersion: 3.3.2" in lines
+    assert not any("git revert --no-commit" in line for line in lines)
+
+
+def test_abort_undoes_step_1_only_when_head_holds_it(capsys, bumped):
+    assert main(["rollback", "--repo", str(bumped), "--cluster", "kind", "--abort", "--dry-run"]) == 2
+    assert "--abort undoes a step 1 that HEAD holds; HEAD holds none" in capsys.readouterr().err

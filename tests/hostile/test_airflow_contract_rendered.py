@@ -333,13 +333,12 @@ def test_expansion_as_the_kubelet_does_it(text, result):
 def test_routes_through_the_chart(repo_copy, values, expected):
     from airflow_gitops.checks.validation import validate_cluster
 
-    from tests.helpers import make_settings, require_schemas
-    require_schemas()
+    from tests.helpers import make_settings, skip_for
     path = repo_copy / "charts-values/airflow/kind.yaml"
     path.write_text(path.read_text() + values)
     report = validate_cluster(make_settings(repo_copy), "kind")
     if any(r.unrendered_reason for r in report.state.releases if r.helmrelease.name == "airflow"):
-        pytest.skip("CHART NOT AVAILABLE: the rendered contract is not checked without the chart")
+        skip_for("chart", "the rendered contract is not checked without the chart")
     found = [str(f) for f in report.errors]
     assert [line for line in found if re.search(expected, line)], found
 
@@ -395,13 +394,12 @@ POST_RENDERERS = """\
 def test_post_renderers_through_the_chart(repo_copy):
     from airflow_gitops.checks.validation import validate_cluster
 
-    from tests.helpers import make_settings, require_schemas
-    require_schemas()
+    from tests.helpers import make_settings, skip_for
     path = repo_copy / "apps/base/airflow/helmrelease.yaml"
     path.write_text(path.read_text() + POST_RENDERERS)
     report = validate_cluster(make_settings(repo_copy), "kind")
     if any(r.unrendered_reason for r in report.state.releases if r.helmrelease.name == "airflow"):
-        pytest.skip("CHART NOT AVAILABLE: postRenderers are not applied without the chart")
+        skip_for("chart", "postRenderers are not applied without the chart")
     found = [str(f) for f in report.errors]
     assert [line for line in found if re.search(
         r"Deployment airflow/airflow-dag-processor: spec.template.spec.containers\[\d+\].env\[\d+\].value: container "

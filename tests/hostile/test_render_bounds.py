@@ -18,7 +18,7 @@ import pytest
 from airflow_gitops.helm_controller import render_process
 from airflow_gitops.settings import CHARTS_ENV, RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, parse_chart_overrides
 
-from tests.helpers import REPO, require_schemas
+from tests.helpers import REPO, skip_for
 
 CHARTS = REPO / "tests" / "testdata" / "charts"
 # Runs its `greeting` value through tpl (a chart made for these tests); `tiny` renders next to it.
@@ -98,7 +98,6 @@ def _summary(outcome, cluster: str) -> str:
 
 
 def test_a_tpl_loop_in_a_values_file_is_stopped_at_the_time_limit(ws):
-    require_schemas()
     _with_echo_release(ws, LOOP)
     started = time.monotonic()
     outcome = ws.run("validate", "all", *CHART_OPTIONS, "--render-timeout", "2")
@@ -110,7 +109,6 @@ def test_a_tpl_loop_in_a_values_file_is_stopped_at_the_time_limit(ws):
 
 
 def test_a_runaway_tpl_recursion_is_stopped_at_the_memory_cap(ws):
-    require_schemas()
     _with_echo_release(ws, RECURSION)
     outcome = ws.run("validate", "kind", *CHART_OPTIONS, "--render-memory", "512")
     ws.assert_contained(outcome, 1)
@@ -184,12 +182,11 @@ def test_a_real_render_passes_under_the_default_limits(ws):
 def _official_chart() -> Path:
     chart = parse_chart_overrides(os.environ.get(CHARTS_ENV, "")).get("airflow")
     if chart is None:
-        pytest.skip(f"OFFICIAL CHART NOT AVAILABLE: set {CHARTS_ENV}=airflow=PATH to run a `tpl` of the Airflow chart")
+        skip_for("chart", f"set {CHARTS_ENV}=airflow=PATH to run a `tpl` of the official Airflow chart")
     return chart
 
 
 def test_a_loop_through_a_tpl_of_the_official_chart_is_stopped(ws):
-    require_schemas()
     # dag-processor-deployment.yaml: `args: {{ tpl (toYaml .Values.dagProcessor.args) . | nindent 12 }}`.
     chart = _official_chart()
     values = "charts-values/airflow/kind.yaml"

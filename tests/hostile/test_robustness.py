@@ -162,3 +162,39 @@ def test_a_flow_style_alias_bomb_after_quoted_keys(ws):
     path = _manifest(ws, "flow-bomb.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: flow-bomb}\n"
                      f"data: {bomb}\n")
     ws.assert_contained(ws.run("render", "kind", "--no-charts"), 1, path, "alias bomb")
+
+
+BACKTRACKING_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: string, pattern: "^(a+)+$"}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, namespace: cnpg-system}
+spec: {size: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}
+"""
+
+
+def test_a_backtracking_pattern_in_a_crd_from_git_does_not_stop_validate(ws):
+    """The cluster's own CRDs are schemas, and a pull request writes them: `^(a+)+$` on 40 a's and a `!` would take
+    a backtracking matcher about 2^40 steps. RE2, as the API server's Go regexp, answers at once."""
+    path = _manifest(ws, "widget.yaml", BACKTRACKING_CRD)
+    ws.assert_contained(ws.run("validate", "kind"), 1, path, "Widget cnpg-system/w", "spec.size",
+                        "does not match '^(a+)+$'")

@@ -19,8 +19,10 @@ from airflow_gitops.checks import secret_values
 from airflow_gitops.checks.secret_values import git_secrets, problem, rendered_secrets, shape, values_secrets
 from airflow_gitops.cli import main
 from airflow_gitops.model import ReleaseRender, Resource
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.helpers import REPO_PARTS, edit, require_schemas
+from tests.helpers import REPO_PARTS, edit
 
 GITHUB = "ghp_" + "a1B2c3D4" * 5
 SLACK_HOOK = "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghijklmnopqrstuvwx"
@@ -274,7 +276,6 @@ E2E = [
 
 @pytest.fixture(scope="module")
 def e2e_output(tmp_path_factory) -> str:
-    require_schemas()
     repo = tmp_path_factory.mktemp("secret-anywhere")
     import shutil
 
@@ -335,3 +336,18 @@ def _validate(repo: Path) -> str:
 @pytest.mark.parametrize("where, field, reason", E2E, ids=[row[1] for row in E2E])
 def test_validate_reports_each_place(e2e_output, where, field, reason):
     assert re.search(rf"^kind: {where}: {field}: secret value .*{reason}", e2e_output, re.M), e2e_output
+
+
+# --- the fast scanners find what the expressions find ------------------------------------------------------
+
+SCANNED = st.lists(st.one_of(st.text(alphabet="ab1_-+/=: .\n'\"<>`", max_size=30), st.just("://"), st.just(FERNET)),
+                   max_size=8).map("".join)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(text=SCANNED)
+def test_the_scanners_find_what_the_expressions_find(text):
+    """shape() finds URLs and Fernet candidates from each `://` and `=` instead of scanning every position (the long
+    texts of CRDs): the same matches as URL.findall and FERNET_CANDIDATE.findall."""
+    assert list(secret_values._urls(text)) == secret_values.URL.findall(text)
+    assert list(secret_values._fernet_candidates(text)) == secret_values.FERNET_CANDIDATE.findall(text)

@@ -60,8 +60,6 @@ def test_policies_read_the_tested_airflow_from_the_dags_extra():
 
 
 def test_a_pin_in_the_dags_extra_that_differs_from_the_values_fails_validation(repo_copy):
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
     pyproject = repo_copy / "pyproject.toml"
     pin = re.search(r'"apache-airflow==([^"]+)"', pyproject.read_text()).group(1)
     pyproject.write_text(pyproject.read_text().replace(f'"apache-airflow=={pin}"', '"apache-airflow==3.3.1"'))
@@ -130,8 +128,6 @@ def test_the_light_venv_runs_the_installed_package_not_the_checkout(light_venv):
 
 
 def test_validate_all_passes_without_airflow(light_venv):
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
     proc = run_light(light_venv, "airflow-gitops", "validate", "all")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr
@@ -147,8 +143,6 @@ def test_dev_says_to_install_the_dags_extra(light_venv):
 
 
 def test_bench_prints_render_and_validate_then_says_to_install_the_dags_extra(light_venv):
-    if schemas_dir() is None:
-        pytest.skip("SCHEMAS NOT AVAILABLE: set AIRFLOW_GITOPS_SCHEMAS (.ci/run points it at ../shared/schemas)")
     proc = run_light(light_venv, "airflow-gitops", "bench", "--repeat", "1")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert re.search(r"^\s+render kind\s+\d", proc.stdout, re.M) and re.search(r"^\s+validate all\s+\d", proc.stdout, re.M)

@@ -9,7 +9,7 @@ import sys
 import pytest
 from airflow_gitops import parallel
 
-from tests.helpers import REPO, edit, require_schemas
+from tests.helpers import REPO, edit
 
 
 def _validate_all(repo, workers: str, tmp_path) -> subprocess.CompletedProcess:
@@ -28,14 +28,12 @@ def _assert_same(repo, tmp_path) -> subprocess.CompletedProcess:
 
 
 def test_parallel_validate_prints_what_serial_prints_on_the_repository(tmp_path):
-    require_schemas()
     result = _assert_same(REPO, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "kind: " in result.stdout and "eks: " in result.stdout
 
 
 def test_parallel_validate_prints_what_serial_prints_on_a_broken_copy(repo_copy, tmp_path):
-    require_schemas()
     edit(repo_copy, "apps/base/airflow/helmrelease.yaml", "kind: HelmRelease", "kind: HelmReleas")
     result = _assert_same(repo_copy, tmp_path)
     assert result.returncode != 0 and result.stdout

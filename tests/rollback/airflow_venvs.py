@@ -1,7 +1,11 @@
-"""Cached venvs of other Airflow releases, for tests that need two real Airflows side by side.
+"""Cached venvs of Airflow releases as their official images carry them, for tests that need two real Airflows
+side by side.
 
 `python tests/rollback/airflow_venvs.py 3.2.2` creates (once) ~/.cache/airflow-gitops/venvs/airflow-3.2.2 and prints
-its `airflow` executable. The shared project venv is Airflow 3.3.2 itself; no other release may go into it.
+its `airflow` executable. Each venv holds the release and the FAB provider its image carries
+(`airflow_versions.IMAGE_FAB_PROVIDER`: the chart's auth manager is FAB's, and `db migrate`, `check-migrations` and
+`fab-db` read FAB's own schema), so a test runs what the pod runs. The shared project venv is Airflow 3.3.2 without
+FAB (the DAGs' dev loop); no other release may go into it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from airflow_gitops.airflow_versions import IMAGE_FAB_PROVIDER
+
 # Beside Airflow: the PostgreSQL drivers the chart's images carry, and the API-server pins Airflow 3.2.2 needs
 # (newer fastapi/cadwyn releases break its import; the issue measured these).
 EXTRA_PACKAGES = {"3.2.2": ["psycopg2-binary", "asyncpg", "fastapi==0.136.3", "cadwyn==7.0.0"]}
 DEFAULT_EXTRAS = ["psycopg2-binary", "asyncpg"]
 INSTALL_TIMEOUT = 900
 MARKER = ".airflow-gitops-complete"
+LOCKS = Path(__file__).resolve().parents[2] / ".ci" / "requirements"
 
 
 def venvs_dir() -> Path:
@@ -26,21 +33,37 @@ def venvs_dir() -> Path:
     return Path(cache).expanduser() / "venvs"
 
 
+def packages(version: str) -> list[str]:
+    """What the venv of a release holds: the release, its image's FAB provider, drivers and pins."""
+    fab = IMAGE_FAB_PROVIDER.get(version)
+    return [f"apache-airflow=={version}", *([f"apache-airflow-providers-fab=={fab}"] if fab else []),
+            *EXTRA_PACKAGES.get(version, DEFAULT_EXTRAS)]
+
+
 def airflow_venv(version: str) -> Path:
-    """The venv of apache-airflow==version, created on first use; a half-made one is made again."""
+    """The venv of apache-airflow==version, created on first use; one made for another package list, or half-made,
+    is made again."""
     target = venvs_dir() / f"airflow-{version}"
-    if (target / MARKER).is_file():
+    wanted = " ".join(packages(version)) + "\n"
+    marker = target / MARKER
+    if marker.is_file() and marker.read_text() == wanted:
         return target
     shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     # venvs are not relocatable, so it is built in place and marked complete only at the end.
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, timeout=120)
-    packages = [f"apache-airflow=={version}", *EXTRA_PACKAGES.get(version, DEFAULT_EXTRAS)]
-    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *packages],
-                   check=True, timeout=INSTALL_TIMEOUT)
-    (target / MARKER).write_text(" ".join(packages) + "\n")
+    lock = LOCKS / f"airflow-{version}.txt"
+    # In CI every package by version and sha256 (scripts/lock-requirements.sh writes the lock from packages()).
+    requirements = ["--require-hashes", "-r", str(lock)] if os.environ.get("CI") == "true" and lock.is_file() \
+        else packages(version)
+    # Nothing of this process's Python path leaks into the venv's resolver.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
+                   check=True, timeout=INSTALL_TIMEOUT, env=env)
+    marker.write_text(wanted)
     return target
 
 
 if __name__ == "__main__":
-    print(airflow_venv(sys.argv[1]) / "bin" / "airflow")
+    for release in sys.argv[1:]:
+        print(airflow_venv(release) / "bin" / "airflow")

@@ -3,7 +3,7 @@ that names a module of the package, as `parallel.py` names what its forkserver p
 
 - no import cycle;
 - no module imports a higher layer (LAYERS below, lowest first);
-- packages that stand side by side in a layer never import each other: `checks/`, `operate/` and `dev/`; and the
+- packages that stand side by side in a layer never import each other: `checks/`, `operate/`, `dev/` and `live/`; and the
   three controllers;
 - no command module imports another (`commands/_common.py` holds the argument helpers they share: not a command);
 - every module belongs to a layer: a new module is placed here on purpose.
@@ -26,16 +26,17 @@ ROOT = Path(__file__).resolve().parents[2] / "scripts" / PACKAGE
 # except across the groups of SIDE_BY_SIDE.
 LAYERS: list[tuple[str, list[str]]] = [
     ("the leaf model", ["model"]),
-    ("settings, the policy configuration and text helpers", ["settings", "policy_config", "yamltext", "go_runtime"]),
+    ("settings, the policy configuration and text helpers", ["settings", "policy_config", "yamltext", "go_runtime",
+                                                              "airflow_versions", "airflow_migration_heads"]),
     ("the source (files, bounds, git)", ["source"]),
     ("the controllers", ["krusty", "kustomize_controller", "helm_controller", "notification_controller"]),
     ("the render of a cluster", ["pipeline", "parallel", "rendered_diff", "aws_templates"]),
-    ("checks, operate and the DAG side", ["checks", "operate", "dev"]),
+    ("checks, operate, the DAG side and the local cluster", ["checks", "operate", "dev", "live"]),
     ("the commands", ["commands"]),
     ("the entry point", ["cli", "__main__", "__init__"]),
 ]
 SIDE_BY_SIDE = [
-    ["checks", "operate", "dev"],
+    ["checks", "operate", "dev", "live"],
     ["kustomize_controller", "helm_controller", "notification_controller"],
 ]
 COMMANDS = "commands"

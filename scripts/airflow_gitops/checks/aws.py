@@ -19,7 +19,8 @@ import yaml
 
 from airflow_gitops.aws_templates import AWS_DIR, IAM_DIR, cluster_config_file, fill
 from airflow_gitops.kustomize_controller.api import kustomizations
-from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, ReleaseRender, Resource, field_path
+from airflow_gitops.model import ERROR, UNVALIDATED, ClusterState, Finding, ReleaseRender, Resource, field_path, mapping, sequence
+from airflow_gitops.settings import SCHEMAS_ENV
 
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 EKSCTL_SCHEMA_GLOB = "eksctl-*/clusterconfig.schema.json"
@@ -63,7 +64,9 @@ def schema_findings(config: dict[str, Any], file: str, folder: Path | None) -> l
     ref = _config_ref(config)
     if schema is None:
         return [Finding(UNVALIDATED, file, ref, "apiVersion",
-                        f"no eksctl schema ({EKSCTL_SCHEMA_GLOB}) in the schema folder {folder}: not validated",
+                        f"not validated: no eksctl schema ({EKSCTL_SCHEMA_GLOB}) "
+                        + (f"in the schema folder {folder}" if folder else
+                           f"without a schema folder (--schemas or {SCHEMAS_ENV}) or the network"),
                         "aws-config")]
     return [Finding(ERROR, file, ref, field_path(list(e.absolute_path)), f"{e.message[:300]} (schema: {label})",
                     "aws-config")
@@ -71,7 +74,7 @@ def schema_findings(config: dict[str, Any], file: str, folder: Path | None) -> l
 
 
 def metadata_findings(config: dict[str, Any], file: str, variables: dict[str, str], cluster: str) -> list[Finding]:
-    meta = config.get("metadata") or {}
+    meta = mapping(config.get("metadata"))
     findings = []
     for key, variable in (("name", "cluster_name"), ("region", "aws_region"), ("version", "kubernetes_version")):
         if str(meta.get(key, "")) != variables.get(variable, ""):
@@ -88,12 +91,12 @@ def annotated_accounts(state: ClusterState, values_file_of=None) -> dict[tuple[s
     values of charts that are not rendered (their service account named by the chart's convention)."""
     found: dict[tuple[str, str], tuple[str, str, str, str]] = {}
     for r in state.all_resources:
-        annotations = (r.obj.get("metadata") or {}).get("annotations") or {}
+        annotations = mapping(r.obj.get("metadata")).get("annotations") or {}
         if r.kind == "ServiceAccount" and ROLE_ANNOTATION in annotations:
             found[(r.namespace, r.name)] = (annotations[ROLE_ANNOTATION], r.location, r.ref,
                                             f"metadata.annotations.{ROLE_ANNOTATION}")
-        template = ((r.obj.get("spec") or {}).get("serviceAccountTemplate") or {}).get("metadata") or {}
-        if r.kind == "Cluster" and ROLE_ANNOTATION in (template.get("annotations") or {}):
+        template = mapping(mapping(r.obj.get("spec")).get("serviceAccountTemplate")).get("metadata") or {}
+        if r.kind == "Cluster" and ROLE_ANNOTATION in mapping(template.get("annotations")):
             found[(r.namespace, r.name)] = (template["annotations"][ROLE_ANNOTATION], r.location, r.ref,
                                             f"spec.serviceAccountTemplate.metadata.annotations.{ROLE_ANNOTATION}")
     for release in state.releases:
@@ -116,7 +119,7 @@ def _values_accounts(release: ReleaseRender) -> list[tuple[str, str, list[str]]]
         section: Any = values
         for key in [*keys, "serviceAccount"]:
             section = section.get(key) if isinstance(section, dict) else None
-        arn = (section.get("annotations") or {}).get(ROLE_ANNOTATION) if isinstance(section, dict) else None
+        arn = mapping(section.get("annotations")).get(ROLE_ANNOTATION) if isinstance(section, dict) else None
         if arn:
             accounts.append((str(section.get("name") or default_name), str(arn),
                              [*keys, "serviceAccount", "annotations", ROLE_ANNOTATION]))
@@ -128,8 +131,8 @@ def token_users(state: ClusterState) -> list[tuple[Resource, list[Any], tuple[st
     found = []
     for r in state.resources:
         if r.kind in ("ClusterSecretStore", "SecretStore"):
-            ref = ((((r.obj.get("spec") or {}).get("provider") or {}).get("aws") or {}).get("auth") or {})
-            account = (ref.get("jwt") or {}).get("serviceAccountRef") or {}
+            ref = ((mapping(mapping(r.obj.get("spec")).get("provider")).get("aws") or {}).get("auth") or {})
+            account = mapping(ref.get("jwt")).get("serviceAccountRef") or {}
             if account.get("name"):
                 found.append((r, ["spec", "provider", "aws", "auth", "jwt", "serviceAccountRef"],
                               (str(account.get("namespace") or r.namespace), str(account["name"]))))
@@ -140,8 +143,8 @@ def identity_findings(config: dict[str, Any], file: str, state: ClusterState, va
                       values_file_of=None) -> list[Finding]:
     account = variables.get("aws_account_id", "")
     declared: dict[tuple[str, str], tuple[str, int]] = {}
-    for index, entry in enumerate(((config.get("iam") or {}).get("serviceAccounts")) or []):
-        meta = entry.get("metadata") or {}
+    for index, entry in enumerate((mapping(config.get("iam")).get("serviceAccounts")) or []):
+        meta = mapping(entry.get("metadata"))
         role = f"arn:aws:iam::{account}:role/{entry.get('roleName', '')}" if entry.get("roleName") else ""
         declared[(str(meta.get("namespace") or "default"), str(meta.get("name")))] = (role, index)
     used = annotated_accounts(state, values_file_of)
@@ -174,7 +177,7 @@ def policy_file_findings(config: dict[str, Any], file: str, repo: Path, variable
     """Each attached customer policy `arn:aws:iam::<account>:policy/<cluster_name>-<x>` is infrastructure/aws/iam/<x>.json."""
     prefix = f"arn:aws:iam::{variables.get('aws_account_id', '')}:policy/{variables.get('cluster_name', '')}-"
     findings = []
-    for index, entry in enumerate(((config.get("iam") or {}).get("serviceAccounts")) or []):
+    for index, entry in enumerate((mapping(config.get("iam")).get("serviceAccounts")) or []):
         for position, arn in enumerate(entry.get("attachPolicyARNs") or []):
             if str(arn).startswith("arn:aws:iam::aws:policy/"):
                 continue
@@ -190,7 +193,7 @@ def policy_file_findings(config: dict[str, Any], file: str, repo: Path, variable
 def node_pool_findings(config: dict[str, Any], file: str, state: ClusterState) -> list[Finding]:
     """On Auto Mode, a Karpenter NodePool must use Auto Mode's NodeClass API (eks.amazonaws.com): there is
     no self-managed Karpenter to read an EC2NodeClass. Its name is Auto Mode's `default` or a NodeClass in Git."""
-    if not (config.get("autoModeConfig") or {}).get("enabled"):
+    if not mapping(config.get("autoModeConfig")).get("enabled"):
         return []
     declared = {"default"} | {r.name for r in state.resources if r.kind == "NodeClass"
                               and r.api_version.startswith("eks.amazonaws.com/")}
@@ -198,7 +201,7 @@ def node_pool_findings(config: dict[str, Any], file: str, state: ClusterState) -
     for r in state.resources:
         if r.kind != "NodePool" or not r.api_version.startswith("karpenter.sh/"):
             continue
-        ref = ((((r.obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeClassRef")) or {}
+        ref = ((mapping(mapping(r.obj.get("spec")).get("template")).get("spec") or {}).get("nodeClassRef")) or {}
         where = "spec.template.spec.nodeClassRef"
         if (ref.get("group"), ref.get("kind")) != ("eks.amazonaws.com", "NodeClass"):
             findings.append(Finding(ERROR, r.location, r.ref, where,
@@ -231,9 +234,10 @@ def secret_names(state: ClusterState) -> set[str]:
     names = set()
     for r in state.resources:
         if r.kind == "ExternalSecret":
-            spec = r.obj.get("spec") or {}
-            names |= {str(e["extract"].get("key")) for e in spec.get("dataFrom") or [] if e.get("extract")}
-            names |= {str((e.get("remoteRef") or {}).get("key")) for e in spec.get("data") or []}
+            spec = mapping(r.obj.get("spec"))
+            names |= {str(mapping(mapping(e).get("extract")).get("key")) for e in sequence(spec.get("dataFrom"))
+                      if mapping(mapping(e).get("extract"))}
+            names |= {str(mapping(mapping(e).get("remoteRef")).get("key")) for e in sequence(spec.get("data"))}
     return names
 
 

@@ -10,6 +10,10 @@ fluxcd/pkg, fluxcd/cli-utils kstatus):
    so helm-controller (or kustomize-controller, for substituteFrom) is not told about it.
 3. `unchecked_readiness`: a `wait: true` Kustomization that applies a custom resource kstatus cannot judge reports
    Ready before the resource is.
+4. `short_wait_timeouts`: a Kustomization that waits for HelmReleases gives up before they can fail for good, and
+   reports its own timeout instead of the release's error.
+5. `unprotected_data`: an object that holds data, applied by a Kustomization with `prune: true`, is deleted by the
+   commit that takes it out of Git, a `git revert` included (tests/live/test_prune.py shows both on the cluster).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any
 from airflow_gitops.helm_controller.api import HelmRelease, IgnoreRule, Selector
 from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, kustomizations
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
-from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource
+from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, mapping
+from airflow_gitops.model import duration_seconds as seconds
 from airflow_gitops.source.bounds import load_yaml_all
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
@@ -61,7 +66,7 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
             if obj.kind != "Job" or obj.api_version != "batch/v1":
                 continue
             # The chart's Job, the object under check: read as rendered.
-            ttl = (obj.obj.get("spec") or {}).get("ttlSecondsAfterFinished")
+            ttl = mapping(obj.obj.get("spec")).get("ttlSecondsAfterFinished")
             if ttl is None or _drift_excluded(obj.obj) or _ignored_whole(obj.obj, drift.ignore):
                 continue
             where = AIRFLOW_CHART_JOB_ANNOTATIONS.get((obj.template or "").split("/", 1)[-1])
@@ -79,8 +84,8 @@ def drift_recreated_jobs(releases: Iterable[ReleaseRender]) -> list[Finding]:
 
 def _drift_excluded(obj: dict[str, Any]) -> bool:
     """fluxcd/pkg ssa/utils.AnyInMetadata: a label or an annotation, value compared case-insensitively."""
-    meta = obj.get("metadata") or {}
-    values = [(meta.get("labels") or {}).get(DRIFT_KEY), (meta.get("annotations") or {}).get(DRIFT_KEY)]
+    meta = mapping(obj.get("metadata"))
+    values = [mapping(meta.get("labels")).get(DRIFT_KEY), mapping(meta.get("annotations")).get(DRIFT_KEY)]
     return any(isinstance(v, str) and v.lower() == DRIFT_DISABLED for v in values)
 
 
@@ -95,7 +100,7 @@ def _ignored_whole(obj: dict[str, Any], rules: list[IgnoreRule]) -> bool:
 
 
 def _selector_matches(target: Selector, obj: dict[str, Any]) -> bool:
-    meta = obj.get("metadata") or {}
+    meta = mapping(obj.get("metadata"))
     api_version = str(obj.get("apiVersion", ""))
     group, _, version = api_version.rpartition("/")
     wanted = [(target.group, group), (target.version, version), (target.kind, obj.get("kind", "")),
@@ -194,7 +199,7 @@ def _find(resources: list[Resource], kind: str | None, name: str | None, namespa
 
 
 def _watched(obj: dict[str, Any]) -> bool:
-    return ((obj.get("metadata") or {}).get("labels") or {}).get(WATCH_LABEL) == WATCH_ENABLED
+    return mapping(mapping(obj.get("metadata")).get("labels")).get(WATCH_LABEL) == WATCH_ENABLED
 
 
 def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool:
@@ -202,10 +207,10 @@ def _substituted(source: Resource, by_applier: dict[str, Kustomization]) -> bool
     applier = by_applier.get(source.applied_by)
     if applier is None or applier.post_build is None:
         return False
-    meta = source.obj.get("metadata") or {}
+    meta = mapping(source.obj.get("metadata"))
     # fluxcd/pkg kustomize.SubstituteVariables skips an object labelled or annotated `substitute: disabled`.
-    return "disabled" not in ((meta.get("annotations") or {}).get(SUBSTITUTE_ANNOTATION),
-                              (meta.get("labels") or {}).get(SUBSTITUTE_ANNOTATION))
+    return "disabled" not in (mapping(meta.get("annotations")).get(SUBSTITUTE_ANNOTATION),
+                              mapping(meta.get("labels")).get(SUBSTITUTE_ANNOTATION))
 
 
 def _variable_names(text: str) -> list[str]:
@@ -231,7 +236,7 @@ def _variables_in_manifest(repo: Path, source: Resource) -> list[str]:
     names: list[str] = []
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == source.kind and \
-                (doc.get("metadata") or {}).get("name") == source.name:
+                mapping(doc.get("metadata")).get("name") == source.name:
             for section in ("data", "stringData"):
                 for value in (doc.get(section) or {}).values():
                     names += _variable_names(str(value))
@@ -330,3 +335,147 @@ def _missing_message(how: str, group: str, kind: str, objects: list[Resource]) -
             f"Add to spec.healthCheckExprs: {entry}"
             + ("" if suggestion else " (read the status fields from its CRD; if its status has nothing to wait "
                "for, add the kind to NO_READINESS in scripts/airflow_gitops/live_state.py with the reason)"))
+
+
+# --- 4. how long a Kustomization waits for its HelmReleases ----------------------------------------------------
+
+def settle_time(hr: HelmRelease) -> tuple[float, str] | None:
+    """Seconds until a HelmRelease ends Ready or Stalled in the worst case, and how: None when it retries forever.
+
+    helm-controller v1.6.4 (internal/reconcile/atomic_release.go): a failed install or upgrade is remediated
+    (uninstall, or rollback by default for an upgrade), then retried at once while retries remain, the release
+    Reconciling all the while, which kstatus reads as InProgress. Only when the retries are spent is it marked
+    Stalled (RetriesExceeded), which the waiting Kustomization reads as Failed with the release's message. Each
+    action may take its timeout: (1 + retries) attempts, and a remediation after each but the last (after the last
+    too when remediateLastFailure, the upgrade's default once retries > 0)."""
+    timeout = seconds(hr.timeout)
+    worst: list[tuple[float, str]] = []
+    for action, remediation, remedy, remedy_name in (
+            ("install", hr.install_remediation, seconds(hr.uninstall_timeout), "uninstall"),
+            ("upgrade", hr.upgrade_remediation, seconds(hr.rollback_timeout if remediation_is_rollback(
+                hr.upgrade_remediation) else hr.uninstall_timeout), hr.upgrade_remediation.strategy)):
+        if remediation.retries < 0:
+            return None
+        attempts = remediation.retries + 1
+        remedies = remediation.retries + (1 if remediation.remediate_last_failure else 0)
+        worst.append((attempts * timeout + remedies * remedy,
+                      f"{attempts} {action} attempt(s) of {hr.timeout} and {remedies} {remedy_name}(s) of "
+                      f"{hr.rollback_timeout if remedy_name == 'rollback' else hr.uninstall_timeout}"))
+    return max(worst)
+
+
+def remediation_is_rollback(remediation) -> bool:
+    return remediation.strategy != "uninstall"
+
+
+def _minutes(value: float) -> str:
+    return f"{value / 60:g}m"
+
+
+def short_wait_timeouts(resources: list[Resource]) -> list[Finding]:
+    """A Kustomization that waits for HelmReleases needs a spec.timeout longer than they take to end in Ready or
+    Stalled (settle_time), along their dependsOn chains (a release starts only once the ones it depends on are
+    Ready). With a shorter one, kustomize-controller stops at its timeout while the release is still retrying
+    ("timeout waiting for: [HelmRelease/... status: 'InProgress']", fluxcd/pkg ssa WaitForSetWithContext) and never
+    reports the release's own error."""
+    findings: list[Finding] = []
+    for ks in kustomizations(resources):
+        if ks.wait:
+            waited = [o for o in resources if o.applied_by == ks.applier]
+        elif ks.health_checks:
+            waited = [o for o in resources if any(_is(check, o) for check in ks.health_checks)]
+        else:
+            continue
+        releases = {f"{r.namespace}/{r.name}": HelmRelease.parse(r) for r in waited if HelmRelease.is_helmrelease(r)}
+        chains = [c for ref in releases if (c := _longest_chain(ref, releases, ())) is not None]
+        if not chains or max(chains)[0] < seconds(ks.timeout):
+            continue
+        need, path = max(chains)
+        how = "; ".join(f"{ref}: {settled[1]}" for ref in path if (settled := settle_time(releases[ref])))
+        findings.append(Finding(
+            ERROR, ks.resource.source_file, ks.resource.ref, "spec.timeout",
+            f"waits (wait: true or healthChecks) for HelmRelease {' then '.join(path)}, which can take "
+            f"{_minutes(need)} to end Ready or failed ({how}); at {ks.timeout} this Kustomization reports its own "
+            f"timeout instead of the release's error. Set spec.timeout above {_minutes(need)}, or lower the "
+            "release's timeout or retries", "wait-timeout"))
+    return findings
+
+
+def _longest_chain(ref: str, releases: dict[str, HelmRelease],
+                   seen: tuple[str, ...]) -> tuple[float, list[str]] | None:
+    """The worst settle time of `ref` after the releases it depends on (among `releases`), and that chain."""
+    own = settle_time(releases[ref])
+    if own is None:
+        return None
+    before = [] if ref in seen else [c for d in releases[ref].depends_on if d in releases
+                                     and (c := _longest_chain(d, releases, (*seen, ref))) is not None]
+    longest = max(before, default=(0.0, []))
+    return own[0] + longest[0], [*longest[1], ref]
+
+
+# --- 5. objects that hold data, under prune ------------------------------------------------------------------------
+
+# kustomize-controller v1.9 deleteObjects: a stale object whose label or annotation says so is left in place (and
+# dropped from the inventory) instead of deleted (fluxcd/pkg ssa DeleteAll, utils.AnyInMetadata).
+PRUNE_KEY = "kustomize.toolkit.fluxcd.io/prune"
+PRUNE_DISABLED = "disabled"
+# Kinds whose deletion deletes data: a CloudNativePG Cluster takes its PVCs with it (they carry its ownerReference,
+# and the garbage collector follows it); a PVC takes its volume where the class reclaims with Delete.
+DATA_KINDS = {("postgresql.cnpg.io", "Cluster"), ("", "PersistentVolumeClaim")}
+# A CloudNativePG Database drops its database when deleted only with this reclaim policy (the default is retain).
+DATABASE_DROPPED = "delete"
+
+
+def unprotected_data(resources: list[Resource], releases: Iterable[ReleaseRender]) -> list[Finding]:
+    """Every object that holds data, or whose deletion deletes data, and that a Kustomization with prune: true
+    would delete once it leaves Git: a CloudNativePG Cluster, a PersistentVolumeClaim, a Database with
+    `databaseReclaimPolicy: delete`, and a Namespace that holds any of them (or a StatefulSet's volume claims):
+    deleting a Namespace deletes everything in it. Each must carry `kustomize.toolkit.fluxcd.io/prune: disabled`."""
+    pruning = {ks.applier: ks for ks in kustomizations(resources) if ks.prune}
+    everything = [*resources, *(obj for release in releases for obj in release.objects)]
+    holding: dict[str, Resource] = {}
+    for obj in everything:
+        if _holds_data(obj):
+            holding.setdefault(obj.namespace, obj)
+    findings: list[Finding] = []
+    for obj in resources:
+        ks = pruning.get(obj.applied_by)
+        if ks is None or _prune_disabled(obj.obj, ks):
+            continue
+        if obj.kind == "Namespace" and api_group(obj.api_version) == "" and obj.name in holding:
+            held = holding[obj.name]
+            why = (f"it holds {held.kind} {held.namespace}/{held.name}, and deleting a Namespace deletes everything "
+                   "in it")
+        elif _holds_data(obj) and obj.kind != "StatefulSet":
+            why = {"Cluster": "deleting it deletes its PVCs, and so the database (they carry its ownerReference)",
+                   "PersistentVolumeClaim": "deleting it frees its volume, which a Delete reclaim policy destroys",
+                   "Database": f"its databaseReclaimPolicy is {DATABASE_DROPPED}: deleting it drops the database"
+                   }[obj.kind]
+        else:
+            continue
+        findings.append(Finding(
+            ERROR, obj.source_file, obj.ref, f"metadata.annotations[{PRUNE_KEY}]",
+            f"{ks.applier} has prune: true, so the commit that takes this {obj.kind} out of Git (a git revert "
+            f"included) deletes it, and {why}. Annotate it {PRUNE_KEY}: {PRUNE_DISABLED}: Flux then leaves it in "
+            "place when it leaves Git, and deleting it stays a deliberate `kubectl delete`", "prune-protection"))
+    return findings
+
+
+def _holds_data(obj: Resource) -> bool:
+    key = (api_group(obj.api_version), obj.kind)
+    spec = mapping(obj.obj.get("spec"))
+    if key in DATA_KINDS:
+        return True
+    if key == ("postgresql.cnpg.io", "Database"):
+        return str(spec.get("databaseReclaimPolicy", "")).lower() == DATABASE_DROPPED
+    return key == ("apps", "StatefulSet") and bool(spec.get("volumeClaimTemplates"))
+
+
+def _prune_disabled(obj: dict[str, Any], ks: Kustomization) -> bool:
+    """fluxcd/pkg ssa utils.AnyInMetadata on the applied object: its own label or annotation, or the Kustomization's
+    commonMetadata, which kustomize-controller sets on every object it applies."""
+    meta = obj.get("metadata") or {}
+    common = ks.common_metadata
+    values = [(meta.get("labels") or {}).get(PRUNE_KEY), (meta.get("annotations") or {}).get(PRUNE_KEY),
+              *((common.labels.get(PRUNE_KEY), common.annotations.get(PRUNE_KEY)) if common else ())]
+    return any(isinstance(v, str) and v.lower() == PRUNE_DISABLED for v in values)

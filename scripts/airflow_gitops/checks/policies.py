@@ -118,7 +118,7 @@ def pod_template_resources(resources: list[Resource]) -> list[Resource]:
     """The KubernetesExecutor's worker pod template, kept in the chart's `<release>-config` ConfigMap."""
     found = []
     for r in resources:
-        if r.kind == "ConfigMap" and POD_TEMPLATE_KEY in (r.obj.get("data") or {}):
+        if r.kind == "ConfigMap" and POD_TEMPLATE_KEY in mapping(r.obj.get("data")):
             pod = load_yaml(r.obj["data"][POD_TEMPLATE_KEY])
             if isinstance(pod, dict):
                 found.append(Resource(pod, r.source_file, r.applied_by,
@@ -234,7 +234,7 @@ def airflow_contract(release: ReleaseRender, config: PolicyConfig, values_file_o
                                 "dags.gitSync.ref", f"must equal dags.gitSync.branch (git-sync v4 checks out ref); "
                                 f"got {ref!r}", "airflow-contract"))
     for r in release.objects:
-        component = ((r.obj.get("metadata") or {}).get("labels") or {}).get("component")
+        component = mapping(mapping(r.obj.get("metadata")).get("labels")).get("component")
         celery = component in ("redis", "flower") or (component == "worker" and r.kind in ("Deployment", "StatefulSet"))
         if celery or r.name.endswith("-broker-url"):
             findings.append(finding(r, "metadata.labels.component", "Celery/Redis object rendered with the "
@@ -248,7 +248,7 @@ def resource_requests(resources: list[Resource]) -> list[Finding]:
     findings = []
     for r in resources:
         for path, container in containers(r):
-            requests = (container.get("resources") or {}).get("requests") or {}
+            requests = mapping(container.get("resources")).get("requests") or {}
             missing = [k for k in ("cpu", "memory") if k not in requests]
             if missing:
                 findings.append(finding(r, [*path, "resources", "requests"],
@@ -282,13 +282,13 @@ def referenced_secrets(git_resources: list[Resource], releases: list[ReleaseRend
     """(namespace, secret, file, object, field) for every Secret the desired state reads by name."""
     found = []
     for r in git_resources:
-        spec = r.obj.get("spec") or {}
+        spec = mapping(r.obj.get("spec"))
         if r.kind == "Cluster" and r.api_version.startswith("postgresql.cnpg.io/"):
-            initdb = ((spec.get("bootstrap") or {}).get("initdb") or {}).get("secret") or {}
+            initdb = mapping(mapping(spec.get("bootstrap")).get("initdb")).get("secret") or {}
             if initdb.get("name"):
                 found.append((r.namespace, initdb["name"], r.location, r.ref, "spec.bootstrap.initdb.secret.name"))
-            for index, role in enumerate((spec.get("managed") or {}).get("roles") or []):
-                name = (role.get("passwordSecret") or {}).get("name")
+            for index, role in enumerate(mapping(spec.get("managed")).get("roles") or []):
+                name = mapping(role.get("passwordSecret")).get("name")
                 if name:
                     found.append((r.namespace, name, r.location, r.ref,
                                   f"spec.managed.roles[{index}].passwordSecret.name"))
@@ -316,7 +316,7 @@ def secrets_have_a_source(git_resources: list[Resource], releases: list[ReleaseR
                           ) -> list[Finding]:
     """On clusters whose secrets come from External Secrets, every Secret read by name is an ExternalSecret's
     target (or a SOPS-encrypted Secret in Git): otherwise pods wait forever for a Secret nobody makes."""
-    targets = {(r.namespace, ((r.obj.get("spec") or {}).get("target") or {}).get("name") or r.name)
+    targets = {(r.namespace, mapping(mapping(r.obj.get("spec")).get("target")).get("name") or r.name)
                for r in git_resources if r.kind == "ExternalSecret"}
     targets |= {(r.namespace, r.name) for r in git_resources if r.kind == "Secret"}
     return [

@@ -15,18 +15,22 @@ from typing import Any
 
 from airflow_gitops.checks import (
     aws,
+    cluster_scope,
+    deprecated_values,
     live_state,
     object_size,
     ownership,
     pod_security,
     policies,
     runtime_contract,
+    schema_guard,
     schemas,
     secret_values,
     sops,
     sources,
     storage,
     supply_chain,
+    workflow_pins,
 )
 from airflow_gitops.helm_controller.api import HelmRelease
 from airflow_gitops.model import ERROR, ClusterState, Finding, ReleaseRender, Resource
@@ -87,7 +91,8 @@ def _per_release(check: Callable[[CheckedCluster, ReleaseRender], list[Finding]]
 
 def _schemas(cluster: CheckedCluster) -> list[Finding]:
     return [f for resource in cluster.checked
-            for f in schemas.validate_resource(sops.without_sops(resource), cluster.kube, cluster.crds)]
+            for f in [*schemas.validate_resource(sops.without_sops(resource), cluster.kube, cluster.crds),
+                      *schemas.byte_fields(resource)]]
 
 
 def _pod_security(cluster: CheckedCluster) -> list[Finding]:
@@ -164,14 +169,19 @@ CHECKS: list[Check] = [
           _pod_security),
     Check("policy-config", "the policy configuration itself: known keys, no empty list, every cluster listed or exempt",
           lambda c: c.config.findings(c.name, cluster_names(c.repo))),
-    Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment",
-          lambda c: supply_chain.pinned_actions(c.repo)),
+    Check("pinned-actions", "every GitHub Action is pinned to a commit SHA with its version in a comment; containers "
+                            "and services by digest; CI's apt, pip and npm installs by version and hash",
+          lambda c: [*supply_chain.pinned_actions(c.repo),
+                     *workflow_pins.pinned_ci(c.repo, supply_chain.workflow_files(c.repo))]),
     Check("bootstrap-folder", "clusters/<cluster>/flux-system/ holds only what flux bootstrap writes",
           lambda c: supply_chain.bootstrap_folder([r for r in c.state.resources if r.applied_by == ROOT_APPLIER],
                                                   c.name)),
     Check("source-origin", "every source Flux fetches is the cluster's own repository or an allowed URL, without "
                            "credentials; references resolved as Flux resolves them",
           lambda c: sources.sources(c.state.all_resources, c.config, c.name)),
+    Check("cluster-scope", "RBAC that grants power, admission control, CRDs/APIServices and Namespaces only from the "
+                           "appliers the policy configuration names; every namespace pods run in is in Git",
+          lambda c: cluster_scope.cluster_scope(c.state.resources, c.state.all_resources, c.config)),
     Check("chart-pins", "chart references (chartRef, GitRepository/Bucket charts) pin an exact version",
           lambda c: supply_chain.chart_pins(c.state.resources)),
     Check("image-source", "every rendered image has an exact tag or digest from allowed-image-registries",
@@ -212,13 +222,25 @@ CHECKS: list[Check] = [
                                                           c.index.generator_inputs)),
     Check("readiness", "a healthCheckExprs entry for every custom resource kind a Kustomization waits for",
           lambda c: live_state.unchecked_readiness(c.state.resources)),
+    Check("wait-timeout", "a Kustomization waits longer for its HelmReleases than their retries and remediations take",
+          lambda c: live_state.short_wait_timeouts(c.state.resources)),
+    Check("prune-protection", "kustomize.toolkit.fluxcd.io/prune: disabled on every object that holds data under a "
+          "pruning Kustomization (database Clusters, PVCs, their Namespace)",
+          lambda c: live_state.unprotected_data(c.state.resources, c.state.releases)),
     Check("values-schema", "composed values against the chart's values schema, and no unknown top-level key",
           _per_release(lambda c, release: schemas.validate_values(release, c.schema_folder, c.repo))),
+    Check("values-deprecated", "no value the chart marks deprecated (its values.schema.json, its rendered NOTES.txt)",
+          _per_release(lambda c, release: deprecated_values.deprecated_values(release,
+                                                                              c.values_file_of_release(release)))),
     Check("values-secret", "no secret in plain chart values (the chart's password fields)",
           _per_release(lambda c, release: policies.values_secrets(release, c.values_file_of_release(release)))),
     Check("airflow-contract", "the Airflow contract (executor, git-sync repository and branch, tested images, secrets "
           "by name) in the values and where every container receives it (env, envFrom, airflow.cfg, flags)",
           _airflow_contract),
+    Check("schema-guard", "the Airflow release never runs an older Airflow on a newer schema: schema-version annotation, "
+          "the API server's policy before it, the migrate Job's downgrade, forward-only retries after the Jobs' TTL",
+          lambda c: [f for release in c.airflow_releases
+                     for f in schema_guard.check(release, c.state.resources, c.values_file_of_release(release))]),
     Check("chart", "with --require-charts, every HelmRelease's chart rendered", _charts_rendered),
 ]
 
@@ -239,8 +261,31 @@ def run_checks(cluster: CheckedCluster) -> tuple[list[Finding], list[tuple[str, 
         if reason is not None:
             off.append((check.name, reason))
             continue
-        findings += check.run(cluster)
+        try:
+            findings += check.run(cluster)
+        except TYPE_ERRORS as error:
+            # A check reads typed objects; one that is not is the schema check's finding, which names its file,
+            # object and field. Only then is a failed check reported as not run, never as an internal error.
+            if not _typed_findings(cluster, findings):
+                raise
+            findings.append(Finding(ERROR, f"clusters/{cluster.name}", f"check {check.name}",
+                                    "(not run)", f"could not judge this cluster: an input has the wrong type "
+                                    f"({type(error).__name__}: {str(error)[:120]}); the schema findings name it",
+                                    check.name))
     return findings, off
+
+
+# What reading a field of the wrong type raises.
+TYPE_ERRORS: tuple[type[Exception], ...] = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+TYPED_CHECKS = ("schema", "values-schema", "yaml", "build", "values", "chart", "substitution")
+
+
+def _typed_findings(cluster: CheckedCluster, findings: list[Finding]) -> bool:
+    """Whether a schema (or YAML, build, values) finding already reports a wrongly typed input of this cluster."""
+    if any(f.check in TYPED_CHECKS for f in [*findings, *cluster.state.findings]):
+        return True
+    return any(schemas.validate_values(release, cluster.schema_folder, cluster.repo)
+               for release in cluster.state.releases)
 
 
 def describe(settings: Settings, config: PolicyConfig) -> list[str]:

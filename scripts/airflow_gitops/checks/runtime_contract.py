@@ -28,6 +28,7 @@ import configparser
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from airflow_gitops.checks import policies, supply_chain
@@ -210,17 +211,29 @@ def airflow_option(item: Received, lookup: ConfigMapLookup, section: str, key: s
         return None
     if config.text is None:
         return config
+    options = _config_options(config.text)
+    if isinstance(options, str):
+        return Value(None, config.where, f"{config.source} (unreadable: {options})")
+    for option in (f"{key}_cmd", f"{key}_secret"):
+        if (section, option) in options:
+            return Value(None, config.where, f"{config.source} [{section}] {option}")
+    if (section, key) in options:
+        return Value(options[(section, key)], config.where, f"{config.source} [{section}] {key}")
+    return None
+
+
+@lru_cache(maxsize=64)
+def _config_options(text: str) -> dict[tuple[str, str], str] | str:
+    """{(section, option): value} of an airflow.cfg, read as Airflow's ConfigParser reads it (no interpolation, the
+    last of a repeated option winning); the error when it is unreadable. Every Airflow container mounts the same
+    file: it is parsed once."""
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        parser.read_string(config.text)
+        parser.read_string(text)
     except configparser.Error as error:
-        return Value(None, config.where, f"{config.source} (unreadable: {str(error).splitlines()[0]})")
-    for option in (f"{key}_cmd", f"{key}_secret"):
-        if parser.has_option(section, option):
-            return Value(None, config.where, f"{config.source} [{section}] {option}")
-    if parser.has_option(section, key):
-        return Value(parser.get(section, key).strip(), config.where, f"{config.source} [{section}] {key}")
-    return None
+        return str(error).splitlines()[0]
+    return {(section, option): value.strip() for section in parser.sections()
+            for option, value in parser.items(section, raw=True)}
 
 
 def config_file(item: Received, lookup: ConfigMapLookup) -> Value | None:

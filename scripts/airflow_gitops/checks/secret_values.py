@@ -32,6 +32,7 @@ import shlex
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -64,25 +65,30 @@ NOT_A_SECRET = re.compile(r"^((?i:true|false|none|null)|-?\d+(\.\d+)?[smhd]?|[A-
                           r"/[\w./-]*|"
                           r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-\S+) .*|-----BEGIN (PUBLIC KEY|CERTIFICATE)-----.*)$", re.S)
 
-# (what it is, its shape). Each is a published format: the provider's documented token prefix or webhook URL.
-SHAPES = [
-    ("a PEM private key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-    ("an AWS access key id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
-    ("a GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-    ("a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("a Slack webhook URL", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9]+/[A-Za-z0-9]+/"
-                            r"[A-Za-z0-9]+"),
-    ("a Discord webhook URL", r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+"),
-    ("a Microsoft Teams webhook URL", r"https://[A-Za-z0-9-]+\.webhook\.office\.com/webhookb2/[^\s'\"]+"),
-    ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}"),
-    ("a Stripe secret key", r"\b[rs]k_live_[0-9A-Za-z]{24,}"),
-    ("an npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
-    ("a PyPI token", r"\bpypi-AgE[A-Za-z0-9_-]{50,}"),
-    ("a Vault token", r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}"),
-    ("a JWT", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
-]
-_SHAPES = re.compile("|".join(f"(?P<s{index}>{pattern})" for index, (_, pattern) in enumerate(SHAPES)))
+# (what it is, literals its every match contains, its shape). Each is a published format: the provider's documented
+# token prefix or webhook URL. A text holding none of a shape's literals is not searched for it: `in` is much faster
+# than a regular expression on the long texts objects carry (CRD descriptions, config files).
+Shape = tuple[str, tuple[str, ...], re.Pattern[str]]
+SHAPES: list[Shape] = [(what, literals, re.compile(pattern)) for what, literals, pattern in [
+    ("a PEM private key", ("PRIVATE KEY",), r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+    ("an AWS access key id", ("AKIA", "ASIA", "ABIA", "ACCA"), r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    ("a GitHub token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+     r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+    ("a GitLab token", ("glpat-",), r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    ("a Slack token", ("xox",), r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    ("a Slack webhook URL", ("hooks.slack.com",),
+     r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9]+/[A-Za-z0-9]+/[A-Za-z0-9]+"),
+    ("a Discord webhook URL", ("/api/webhooks/",),
+     r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+"),
+    ("a Microsoft Teams webhook URL", (".webhook.office.com",),
+     r"https://[A-Za-z0-9-]+\.webhook\.office\.com/webhookb2/[^\s'\"]+"),
+    ("a Google API key", ("AIza",), r"\bAIza[0-9A-Za-z_-]{35}"),
+    ("a Stripe secret key", ("k_live_",), r"\b[rs]k_live_[0-9A-Za-z]{24,}"),
+    ("an npm token", ("npm_",), r"\bnpm_[A-Za-z0-9]{36}\b"),
+    ("a PyPI token", ("pypi-AgE",), r"\bpypi-AgE[A-Za-z0-9_-]{50,}"),
+    ("a Vault token", ("hvs.", "hvb.", "hvr."), r"\bhv[sbr]\.[A-Za-z0-9_-]{24,}"),
+    ("a JWT", ("eyJ",), r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
+]]
 FERNET_CANDIDATE = re.compile(r"(?<![A-Za-z0-9_\-+/=])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_\-+/=])")
 URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 # Query parameters that carry a credential besides the secret-like names: Azure SAS `sig`, Google Chat `key`, Azure
@@ -92,24 +98,53 @@ SECRET_QUERY = re.compile(r"(?i)^(sig|signature|key|code|auth|x-amz-signature|x-
 
 # --- judging one value ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=1 << 16)
 def shape(text: str) -> str | None:
-    """What a text looks like when it holds a secret whatever its key: None when it looks like none."""
-    match = _SHAPES.search(text)
-    if match:
-        return SHAPES[int(str(match.lastgroup)[1:])][0]  # every alternative is a named group: never None
-    if len(text) >= 44:
-        for candidate in FERNET_CANDIDATE.findall(text):
-            try:
-                if len(base64.urlsafe_b64decode(candidate)) == 32:
-                    return "a Fernet key (urlsafe base64 of 32 bytes)"
-            except (binascii.Error, ValueError):
-                continue
-    if "://" in text:
-        for url in URL.findall(text):
-            why = url_problem(url)
-            if why:
-                return why
+    """What a text looks like when it holds a secret whatever its key: None when it looks like none. Cached: the
+    same texts recur (a chart's CRDs in every cluster, descriptions repeated within one)."""
+    for what, literals, pattern in SHAPES:
+        if any(literal in text for literal in literals) and pattern.search(text):
+            return what
+    for candidate in _fernet_candidates(text):
+        try:
+            if len(base64.urlsafe_b64decode(candidate)) == 32:
+                return "a Fernet key (urlsafe base64 of 32 bytes)"
+        except (binascii.Error, ValueError):
+            continue
+    for url in _urls(text):
+        why = url_problem(url)
+        if why:
+            return why
     return None
+
+
+SCHEME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
+
+
+def _fernet_candidates(text: str) -> Iterator[str]:
+    """FERNET_CANDIDATE's matches, tried at each `=` (its lookbehind and lookahead see the text around): a scan of
+    every position is slow on the long texts objects carry."""
+    at = text.find("=", 43)
+    while at >= 0:
+        match = FERNET_CANDIDATE.match(text, at - 43)
+        if match:
+            yield match.group(0)
+        at = text.find("=", at + 1)
+
+
+def _urls(text: str) -> Iterator[str]:
+    """URL's matches (as findall gives them), tried around each `://`: the scheme backwards, then URL from its
+    leftmost possible start."""
+    end, at = 0, text.find("://")
+    while at >= 0:
+        start = at
+        while start > end and text[start - 1] in SCHEME:
+            start -= 1
+        match = next((m for p in range(start, at) if (m := URL.match(text, p))), None)
+        if match:
+            yield match.group(0)
+            end = match.end()
+        at = text.find("://", max(at + 3, end))
 
 
 def url_problem(url: str) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_gitops.checks.policies import pod_specs
 from airflow_gitops.kustomize_controller.api import Kustomization, kustomizations
-from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path
+from airflow_gitops.model import ERROR, Finding, ReleaseRender, Resource, field_path, mapping
 
 PROVIDED_VARIABLE = "provided_storage_classes"
 CHECK = "storage-class"
@@ -25,7 +25,7 @@ def provided_classes(variables: dict[str, str]) -> set[str]:
 def requested_classes(resource: Resource) -> Iterator[tuple[list[Any], str]]:
     """(field path, class name) of every storage class an object asks for."""
     obj, kind = resource.obj, resource.kind
-    spec = obj.get("spec") or {}
+    spec = mapping(obj.get("spec"))
     if kind == "PersistentVolumeClaim":
         yield from _named(spec, ["spec"], "storageClassName")
     if kind == "StatefulSet":
@@ -41,7 +41,7 @@ def requested_classes(resource: Resource) -> Iterator[tuple[list[Any], str]]:
             yield from _named(tablespace.get("storage") or {}, ["spec", "tablespaces", index, "storage"], "storageClass")
     for path, pod in pod_specs(resource):
         for index, volume in enumerate(pod.get("volumes") or []):
-            claim = ((volume.get("ephemeral") or {}).get("volumeClaimTemplate") or {}).get("spec") or {}
+            claim = mapping(mapping(volume.get("ephemeral")).get("volumeClaimTemplate")).get("spec") or {}
             yield from _named(claim, [*path, "volumes", index, "ephemeral", "volumeClaimTemplate", "spec"],
                               "storageClassName")
 

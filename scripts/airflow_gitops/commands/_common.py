@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from airflow_gitops.model import Resource
+from airflow_gitops.model import Resource, escaped
 from airflow_gitops.settings import Settings, add_common_options
 from airflow_gitops.source.repository import cluster_names
 
@@ -28,10 +28,13 @@ def clusters_of(settings: Settings, name: str, allow_all: bool = False) -> list[
 def dump_stream(resources: list[Resource], with_sources: bool = True) -> str:
     parts = []
     for r in resources:
-        header = f"# Source: {r.location}\n# Applied by: {r.applied_by}\n" if with_sources else ""
+        header = (f"# Source: {escaped(r.location, name=True)}\n# Applied by: {escaped(r.applied_by, name=True)}\n"
+                  if with_sources else "")
         parts.append(header + yaml.safe_dump(r.obj, sort_keys=False, width=1_000_000))
     return "---\n".join(parts)
 
 
 def warn(message: str) -> None:
+    """A line on stderr; what it holds from the repository must be escaped by the caller (model.escaped), or be a
+    Finding, which escapes itself."""
     print(message, file=sys.stderr)

@@ -1,6 +1,8 @@
 """`bench`: warm timings of render and validate, `validate all` as a ratio of the serial floor (the same releases
 rendered bare by the Helm SDK, one after the other, in a fresh process with Go's default settings) with a cold, a
-warm and a one-value-changed render cache, each DAG file's parse time, and push-to-live latencies.
+warm and a one-value-changed render cache, each DAG file's parse time, the push-to-live bounds the manifests imply,
+and the push-to-live latencies measured on the local cluster (`live/bench.py`: commit, webhook and revert, each
+split into source, build and apply, Helm upgrade, readiness and Ready).
 
 Without Airflow (`pip install .` alone) it prints everything but the DAG parse times, says what to install, and
 exits 2; `--skip-dags` leaves them out on purpose.
@@ -38,6 +40,10 @@ def configure(parser) -> None:
     add_common_options(parser)
     parser.add_argument("--repeat", type=int, default=3, help="warm runs to take the median of (default 3)")
     parser.add_argument("--skip-dags", action="store_true", help="skip the DAG parse times (they start Airflow)")
+    parser.add_argument("--live-runs", type=int, default=3, metavar="N",
+                        help="commits (and their reverts) per path measured on the local cluster (default 3)")
+    parser.add_argument("--skip-live", action="store_true",
+                        help="skip the latencies measured on the local cluster (it takes about ten minutes)")
 
 
 def _median(fn, repeat: int) -> float:
@@ -96,9 +102,34 @@ def run(args) -> int:
         for item in latency.push_to_live(states[cluster]):
             print(_row(item.path, item.seconds, item.target) + f"  {item.breakdown}")
             over |= item.verdict == "OVER TARGET"
-    if dags_missing:
+    live_missing = None if args.skip_live else _live_latencies(settings, args.live_runs)
+    if live_missing:
+        print(f"push-to-live on the local cluster NOT MEASURED: {live_missing}; or pass --skip-live", file=sys.stderr)
+    if dags_missing or live_missing:
         return 2
     return 1 if over else 0
+
+
+def _live_latencies(settings: Settings, runs: int) -> str | None:
+    """Measure on the local cluster and print the table; the reason when it cannot run here."""
+    from airflow_gitops.live import bench, cluster, tools
+
+    if tools.go_binary() is None:
+        return "Go is not installed; the cluster's parts are built from Go modules (docs/live-cluster.md)"
+    charts = cluster.default_charts(settings.repo.parent / "shared" / "charts")
+    if "airflow" not in charts:
+        return f"no Airflow chart package in {settings.repo.parent / 'shared' / 'charts'}"
+    try:
+        tools.build_all()
+        print(f"push-to-live measured on the local cluster (kind, its own intervals; median of {runs} runs, seconds "
+              "from the push; each stage from the previous one)", flush=True)
+        results = bench.measure(settings.repo, charts, runs, log=lambda line: print(f"  [live] {line}",
+                                                                                      file=sys.stderr, flush=True))
+    except (tools.ToolsUnavailable, RuntimeError) as error:
+        return str(error)
+    for line in bench.table(results):
+        print(line)
+    return None
 
 
 def _serial_floor(settings: Settings, clusters: list[str]):

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from airflow_gitops.commands._common import add_cluster_argument, dump_stream, warn
-from airflow_gitops.model import ERROR, RenderError
+from airflow_gitops.model import ERROR, RenderError, escaped
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import containment
@@ -29,10 +29,10 @@ def run(args) -> int:
         warn(f"error: {error}")
         return 2
     for note in state.notes:
-        warn(f"note: {note}")
+        warn(f"note: {escaped(note)}")
     for release in state.releases:
         if release.unrendered_reason:
-            warn(f"NOT RENDERED: {release.helmrelease.ref}: {release.unrendered_reason}")
+            warn(f"NOT RENDERED: {escaped(release.helmrelease.ref, name=True)}: {escaped(release.unrendered_reason)}")
     errors = [f for f in state.findings if f.severity == ERROR]
     for finding in state.findings:
         warn(str(finding))

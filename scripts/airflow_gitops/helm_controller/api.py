@@ -200,6 +200,10 @@ class HelmRelease:
     drift_detection: DriftDetection
     install_remediation: Remediation
     upgrade_remediation: Remediation
+    # spec.rollback.timeout and spec.uninstall.timeout: each defaults to spec.timeout (api/v2 Rollback/Uninstall
+    # GetTimeout), the time a remediation of a failed upgrade or install may take.
+    rollback_timeout: str
+    uninstall_timeout: str
 
     @staticmethod
     def is_helmrelease(resource: Resource) -> bool:
@@ -238,6 +242,10 @@ class HelmRelease:
             drift_detection=DriftDetection.parse(spec.get("driftDetection")),
             install_remediation=Remediation.parse_install(spec.get("install")),
             upgrade_remediation=Remediation.parse_upgrade(spec.get("upgrade")),
+            rollback_timeout=string(mapping(spec.get("rollback")).get("timeout"))
+            or string(spec.get("timeout")) or DEFAULT_TIMEOUT,
+            uninstall_timeout=string(mapping(spec.get("uninstall")).get("timeout"))
+            or string(spec.get("timeout")) or DEFAULT_TIMEOUT,
         )
 
     @property

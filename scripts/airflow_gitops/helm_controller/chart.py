@@ -100,9 +100,18 @@ class ChartCache:
                 raise ChartUnavailable(f"local chart {path} does not exist")
             from airflow_gitops.helm_controller.render_cache import chart_digest
 
-            self.loaded[path] = helm_python.Chart.load(str(path))
+            try:
+                self.loaded[path] = helm_python.Chart.load(str(path))
+            except Exception as error:  # the SDK raises its own error types for a chart it cannot load
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise ChartBroken(f"chart {path} cannot be loaded: {first}") from None
             self.digests[id(self.loaded[path])] = chart_digest(path)
         return self.loaded[path]
+
+
+class ChartBroken(Exception):
+    """A chart that is there but is no chart Helm can load (no Chart.yaml, broken YAML): an error of the release,
+    not a missing chart."""
 
 
 PROCESS = ChartCache()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,18 @@ import yaml
 
 from airflow_gitops.helm_controller import render_cache, render_process
 from airflow_gitops.helm_controller.api import HelmRelease
-from airflow_gitops.helm_controller.chart import ChartCache, ChartUnavailable
+from airflow_gitops.helm_controller.chart import ChartBroken, ChartCache, ChartUnavailable
 from airflow_gitops.helm_controller.values import compose
 from airflow_gitops.krusty import run_kustomize
-from airflow_gitops.model import ClusterState, ReleaseRender, RenderError, Resource, mapping, sequence
+from airflow_gitops.model import (
+    ClusterState,
+    ReleaseRender,
+    RenderError,
+    Resource,
+    envelope_problems,
+    mapping,
+    sequence,
+)
 from airflow_gitops.settings import RENDER_MEMORY_ENV, RENDER_TIMEOUT_ENV, Settings
 from airflow_gitops.source import bounds
 from airflow_gitops.source.provenance import SourceIndex
@@ -33,6 +42,20 @@ _RAISE = {
               f"more: --render-memory MIB or {RENDER_MEMORY_ENV}",
     "output": "",
 }
+
+
+# Helm's own split of a template's output into manifests (helm.sh/helm/v4 v4.2.4 pkg/release/v1/util/manifest.go,
+# `SplitManifests`): a line that *starts* with `---` ends a manifest, whatever follows on that line. So `---# comment`
+# and `---apiVersion: v1` split there, where YAML (and PyYAML) sees no document marker at all (cert-manager v1.19.1's
+# rbac.yaml writes `---# Permission to approve ...`). helm-controller installs what this split gives.
+_HELM_MANIFEST_SEPARATOR = re.compile(r"^---[ \t]*", re.MULTILINE)
+
+
+def split_manifests(text: str) -> list[str]:
+    """A template's output as Helm splits it: the manifests in order, each without leading whitespace, blank ones
+    dropped (Helm's `SplitManifests`)."""
+    pieces = _HELM_MANIFEST_SEPARATOR.split(text.lstrip())
+    return [piece.lstrip() for piece in pieces if piece.strip()]
 
 
 class RenderLimitError(RenderError):
@@ -64,7 +87,14 @@ def render_releases(settings: Settings, index: SourceIndex, state: ClusterState,
             release.unrendered_reason = str(reason)
             releases.append(release)
             continue
-        release.chart_values_keys = set(chart.values)
+        except ChartBroken as broken:
+            release.unrendered_reason = str(broken)
+            state.findings.append(RenderError(str(broken), resource.source_file, resource.ref, "spec.chart").as_finding(
+                "chart"))
+            releases.append(release)
+            continue
+        # A chart without values.yaml has no default values (Helm reads it as empty).
+        release.chart_values_keys = set(chart.values or {})
         release.chart_schema = chart.schema or None
         chart_path = charts.path_of(chart)
         try:
@@ -140,10 +170,13 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
             cache.put(key, manifests)
     objects: list[Resource] = []
     for template, text in sorted(manifests.items()):
+        if template == f"{chart.name}/templates/NOTES.txt":  # the chart's own; Helm prints no subchart's
+            release.notes = text
         if template.endswith("NOTES.txt") or not text.strip():
             continue
         try:
-            docs = bounds.load_yaml_all(text, template, kubernetes=True)
+            docs = [doc for manifest in split_manifests(text)
+                    for doc in bounds.load_yaml_all(manifest, template, kubernetes=True)]
         except yaml.YAMLError as error:
             files = ", ".join(release.values_files) or hr.source_file
             raise RenderError(f"chart {chart.name} rendered YAML that is refused: {error}", files, hr.ref,
@@ -151,6 +184,13 @@ def render_chart(chart, chart_path: Path, release: ReleaseRender, limits: render
         for doc in docs:
             if not doc:
                 continue
+            problems = envelope_problems({**doc, "metadata": doc.get("metadata") or {"name": "?"}}
+                                         if isinstance(doc, dict) else doc)
+            if problems:
+                files = ", ".join(release.values_files) or hr.source_file
+                field, why = problems[0]
+                raise RenderError(f"chart {chart.name} rendered an object Kubernetes cannot decode ({template}: "
+                                  f"{field}: {why})", files, hr.ref, "spec.valuesFrom")
             meta = doc.setdefault("metadata", {})
             if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
                 meta["namespace"] = release.namespace
@@ -243,5 +283,5 @@ def _post_render(objects: list[Resource], patches: list[dict[str, Any]], hr: Res
             raise RenderError(f"postRenderers kustomize patches failed: {error}", hr.source_file, hr.ref,
                               "spec.postRenderers") from error
     return [Resource(doc, hr.source_file, f"HelmRelease {hr.namespace}/{hr.name}",
-                     templates.get((doc.get("kind"), (doc.get("metadata") or {}).get("namespace", ""),
-                                    (doc.get("metadata") or {}).get("name")))) for doc in patched]
+                     templates.get((doc.get("kind"), mapping(doc.get("metadata")).get("namespace", ""),
+                                    mapping(doc.get("metadata")).get("name")))) for doc in patched]

@@ -668,10 +668,22 @@ class Evaluation:
     expressions: list[tuple[int, int, str]]
 
 
-def evaluate(text: str, variables: dict[str, str], nodes: list[Text | Func] | None = None) -> Evaluation:
+class OutputBound(Exception):
+    """The expanded text would be longer than the caller's bound (not Flux's: kustomize-controller has none, and runs
+    out of memory instead)."""
+
+    def __init__(self, length: int, bound: int, offset: int) -> None:
+        super().__init__(f"{length:,} characters once substituted, over the {bound:,}-character bound")
+        self.length, self.bound, self.offset = length, bound, offset
+
+
+def evaluate(text: str, variables: dict[str, str], nodes: list[Text | Func] | None = None,
+             max_length: int | None = None) -> Evaluation:
     """The text with every expression expanded. A variable without a value becomes "" (non-strict mode) and is
-    listed in `missing` (what strict mode fails on), so that a caller reports them all at once."""
+    listed in `missing` (what strict mode fails on), so that a caller reports them all at once. With `max_length`,
+    OutputBound is raised before a longer text is joined (a large variable read many times)."""
     nodes = parse(text) if nodes is None else nodes
+    length = 0
     missing: list[Missing] = []
     out: list[str] = []
     expressions: list[tuple[int, int, str]] = []
@@ -687,6 +699,9 @@ def evaluate(text: str, variables: dict[str, str], nodes: list[Text | Func] | No
 
     for node in nodes:
         value = run(node, node.start)
+        length += len(value)
+        if max_length is not None and length > max_length:
+            raise OutputBound(length, max_length, node.start)
         out.append(value)
         if isinstance(node, Func):
             expressions.append((node.start, node.end, value))

@@ -15,19 +15,23 @@ import yaml
 from airflow_gitops import yamltext
 from airflow_gitops.kustomize_controller import envsubst
 from airflow_gitops.kustomize_controller.api import CommonMetadata, Kustomization
-from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, field_path, object_data, object_ref
+from airflow_gitops.model import ERROR, ClusterState, Finding, RenderError, field_path, mapping, object_data, object_ref
+from airflow_gitops.source import bounds
 
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
 # kustomize_varsub.go varsubRegex `^[_[:alpha:]][_[:alpha:][:digit:]]*$` (RE2 classes are ASCII).
 VARIABLE_NAME = re.compile(r"^[_A-Za-z][_A-Za-z0-9]*$")
 FAILS_THE_KUSTOMIZATION = "kustomize-controller fails the whole Kustomization"
+# The bound on a Kustomization's post-build output: the bound of its kustomize build's output (source/bounds.py), so
+# that substitution cannot grow what the build was allowed to produce past what the tool reads.
+MAX_OUTPUT_CHARACTERS = bounds.MAX_OUTPUT_BYTES
 
 
 def substitution_disabled(obj: dict[str, Any]) -> bool:
     """SubstituteVariables skips an object whose label or annotation `substitute` is `disabled`."""
-    meta = obj.get("metadata") or {}
-    return "disabled" in ((meta.get("annotations") or {}).get(SUBSTITUTE_ANNOTATION),
-                          (meta.get("labels") or {}).get(SUBSTITUTE_ANNOTATION))
+    meta = mapping(obj.get("metadata"))
+    return "disabled" in (mapping(meta.get("annotations")).get(SUBSTITUTE_ANNOTATION),
+                          mapping(meta.get("labels")).get(SUBSTITUTE_ANNOTATION))
 
 
 def referenced_variables(text: str) -> list[str]:
@@ -91,16 +95,31 @@ def _field_at(text: str, offset: int) -> str:
     return field_path(found)
 
 
-def substitute_object(obj: dict[str, Any], variables: dict[str, str]) -> tuple[dict[str, Any],
-                                                                               list[tuple[str, str]]]:
+@dataclass
+class Budget:
+    """What is left of the post-build output bound of one Kustomization."""
+
+    remaining: int = MAX_OUTPUT_CHARACTERS
+
+
+def substitute_object(obj: dict[str, Any], variables: dict[str, str], budget: Budget | None = None
+                      ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The object after post-build, and each problem as (field, message). On a problem Flux fails the build; the
-    object is then returned as it was (or with "" for missing variables, as non-strict mode gives)."""
+    object is then returned as it was (or with "" for missing variables, as non-strict mode gives). The text it
+    becomes counts against `budget`."""
+    budget = budget if budget is not None else Budget()
     text = yamltext.to_yaml(obj)
     try:
         nodes = envsubst.parse(text)
     except envsubst.EnvsubstError as error:
         return obj, [(_field_at(text, error.offset), _parse_error_message(text, error))]
-    evaluation = envsubst.evaluate(text, variables, nodes)
+    try:
+        evaluation = envsubst.evaluate(text, variables, nodes, max(budget.remaining, 0))
+    except envsubst.OutputBound as bound:
+        return obj, [(_field_at(text, bound.offset), f"{_expression_at(text, bound.offset)}: the Kustomization's "
+                      f"post-build output would be {bound}: a large variable read many times? (the tool bounds "
+                      "post-build output as it bounds a kustomize build's)")]
+    budget.remaining -= len(evaluation.text)
     problems = [(_field_at(text, missing.offset), _missing_message(missing.name))
                 for missing in evaluation.missing]
     try:
@@ -140,11 +159,12 @@ def substitute(
     """Post-build substitution on every object not disabled, each problem a finding on its field."""
     findings: list[Finding] = []
     result = []
+    budget = Budget()
     for obj in objects:
         if substitution_disabled(obj):
             result.append(obj)
             continue
-        substituted, problems = substitute_object(obj, variables)
+        substituted, problems = substitute_object(obj, variables, budget)
         result.append(substituted)
         findings += [Finding(ERROR, file_of(obj), object_ref(obj), where, message, "substitution")
                      for where, message in problems]

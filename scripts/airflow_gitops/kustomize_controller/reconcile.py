@@ -14,7 +14,16 @@ from typing import Any
 from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.kustomize_controller.build import build as kustomize_build
-from airflow_gitops.model import ERROR, WARNING, ClusterState, Finding, RenderError, Resource
+from airflow_gitops.model import (
+    ERROR,
+    WARNING,
+    ClusterState,
+    Finding,
+    RenderError,
+    Resource,
+    envelope_problems,
+    object_ref,
+)
 from airflow_gitops.settings import Settings
 from airflow_gitops.source import containment
 from airflow_gitops.source.api import source_references
@@ -62,7 +71,7 @@ def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterS
     cluster = state.name
     root = settings.repo / "clusters" / cluster
     root_applier = f"Kustomization flux-system/{BOOTSTRAP_SOURCE}"
-    root_build = _build(settings, index, sandbox, root, {}, f"clusters/{cluster}", root_applier, "(root)")
+    root_build = _build(settings, index, sandbox, cluster, root, {}, f"clusters/{cluster}", root_applier, "(root)")
     root_objects = root_build.objects()
     state.findings.extend(root_build.findings)
     if root_objects is None:
@@ -74,7 +83,7 @@ def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterS
         def start(found: list[Resource]) -> list[Kustomization]:
             kustomizations = [Kustomization.parse(r) for r in found if Kustomization.is_kustomization(r)]
             for ks in kustomizations:
-                builds[id(ks)] = _start_kustomization(settings, index, ks, sandbox, pool)
+                builds[id(ks)] = _start_kustomization(settings, index, cluster, ks, sandbox, pool)
             return kustomizations
 
         builds: dict[int, _Build] = {}
@@ -98,15 +107,15 @@ def apply_kustomizations(settings: Settings, index: SourceIndex, state: ClusterS
                 pending.extend(start(_apply_kustomization(index, state, ks, builds[id(ks)])))
 
 
-def _build(settings: Settings, index: SourceIndex, sandbox: containment.Sandbox, path: Path,
+def _build(settings: Settings, index: SourceIndex, sandbox: containment.Sandbox, cluster: str, path: Path,
            spec: dict[str, Any], file: str, applier: str, where: str, pool: ThreadPoolExecutor | None = None
            ) -> _Build:
     """kustomize build of a repository folder, on the sandbox, once every read it would do is checked."""
-    checked = containment.check_build(settings.repo, path, applier, spec, file)
+    checked = containment.check_build(settings.repo, path, applier, spec, file, index.artifact(cluster))
     build = _Build(list(checked.findings), settings.rel(path), None, file, applier, where, str(sandbox.root))
     # Without a kustomization file, the build reads every YAML file below the path (a generated one).
     generated = containment.kustomization_file(path) is None
-    read = sorted(checked.files) + ([settings.rel(p) for p in path.rglob("*.y*ml")] if generated else [])
+    read = sorted(checked.files) + (checked.generated if generated else [])
     known = len(index.yaml_errors)
     index.ensure_indexed(read)
     build.findings.extend(index.yaml_errors[known:])
@@ -145,7 +154,8 @@ def _tell_early_builds(index: SourceIndex, state: ClusterState, next_build: _Bui
                 on_early_build(scratch, added)
 
 
-def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomization, sandbox: containment.Sandbox,
+def _start_kustomization(settings: Settings, index: SourceIndex, cluster: str, ks: Kustomization,
+                         sandbox: containment.Sandbox,
                          pool: ThreadPoolExecutor) -> _Build:
     file, ref = ks.resource.source_file, ks.resource.ref
     # Only the cluster's own repository is this folder. The reference is resolved as Flux resolves it (its namespace
@@ -159,7 +169,23 @@ def _start_kustomization(settings: Settings, index: SourceIndex, ks: Kustomizati
     if not path.is_dir() or settings.repo.resolve() not in (path, *path.parents):
         return _Build([Finding(ERROR, file, ref, "spec.path",
                                f"path {ks.path!r} is not a folder of this repository", "build")])
-    return _build(settings, index, sandbox, path, ks.spec, file, ref, "spec.path", pool)
+    return _build(settings, index, sandbox, cluster, path, ks.spec, file, ref, "spec.path", pool)
+
+
+def _with_envelope(objects: list[Any], ks: Kustomization, state: ClusterState, file_of) -> list[dict[str, Any]]:
+    """The objects of a build that have a Kubernetes envelope (model.envelope_problems); each other one is a schema
+    finding and is not applied (the API server could not decode it: kustomize-controller fails on it)."""
+    kept = []
+    for obj in objects:
+        problems = envelope_problems(obj)
+        if not problems:
+            kept.append(obj)
+            continue
+        where = file_of(obj) if isinstance(obj, dict) else ks.resource.source_file
+        ref = object_ref(obj) if isinstance(obj, dict) else f"an object built by {ks.applier}"
+        state.findings += [Finding(ERROR, where, ref, field, f"{why}; {ks.applier} would fail to apply it", "schema")
+                           for field, why in problems]
+    return kept
 
 
 def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomization, build: _Build,
@@ -169,6 +195,7 @@ def _apply_kustomization(index: SourceIndex, state: ClusterState, ks: Kustomizat
     if objects is None:
         return []
     rel_path = build.rel_path
+    objects = _with_envelope(objects, ks, state, lambda o: index.file_of(o, rel_path))
     variables = postbuild.collect_variables(state, ks) if ks.post_build else {}
     # Without any variable, kustomize-controller substitutes nothing unless substituteStrategy is Always.
     if variables or (ks.post_build and ks.post_build.strategy == "Always"):

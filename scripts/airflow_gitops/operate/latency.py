@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from airflow_gitops.kustomize_controller.api import Kustomization
 from airflow_gitops.model import ClusterState
+from airflow_gitops.model import duration_seconds as seconds
 from airflow_gitops.source.api import GitRepository
 
 # What `flux bootstrap` writes into gotk-sync.yaml and what scripts/kind-up.sh creates.
@@ -16,16 +16,6 @@ AIRFLOW_DEFAULTS = {"refresh_interval": 300, "min_file_process_interval": 30}
 TARGETS = {"new DAG": 60, "changed DAG": 60, "config change": 120}
 
 
-def seconds(duration: str | int | float | None) -> float:
-    """Go durations (`1m30s`, `10s`, `1h`) and plain numbers of seconds."""
-    if duration is None or duration == "":
-        return 0.0
-    if isinstance(duration, int | float) or re.fullmatch(r"\d+(\.\d+)?", str(duration)):
-        return float(duration)
-    total = 0.0
-    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(duration)):
-        total += float(value) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
-    return total
 
 
 @dataclass

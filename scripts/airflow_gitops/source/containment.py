@@ -24,6 +24,7 @@ import yaml
 
 from airflow_gitops.model import ERROR, Finding, RenderError
 from airflow_gitops.source import bounds
+from airflow_gitops.source.artifact import Artifact
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # Not searched for symlinks: tooling, not desired state.
@@ -46,12 +47,16 @@ def kustomization_file(directory: Path) -> Path | None:
 class Checker:
     """Walks the kustomizations a build reaches and refuses every read outside the repository."""
 
-    def __init__(self, repo: Path, applier: str):
+    def __init__(self, repo: Path, applier: str, artifact: Artifact | None = None):
         self.root = repo.resolve()
         self.applier = applier
+        # What Flux's artifact holds: a path it leaves out is refused, as kustomize-controller would not find it.
+        self.artifact = artifact if artifact is not None else Artifact(self.root)
         self.findings: list[Finding] = []
         # Repository paths the build reads: kustomizations, and the files and folders they name.
         self.files: set[str] = set()
+        # The YAML files of a folder without a kustomization file, which Flux generates one over (artifact only).
+        self.generated: list[str] = []
         self._seen: set[Path] = set()
 
     def rel(self, path: Path) -> str:
@@ -68,8 +73,11 @@ class Checker:
 
     def target(self, base: Path, entry: Any, file: str, where: str) -> Path | None:
         """The repository path an entry names, or None after a finding. Never follows a link out."""
-        text = str(entry)
-        if REMOTE.match(text) and not (base / text).exists():
+        if not isinstance(entry, str) or not entry or "\0" in entry:
+            self.refuse(file, where, f"must be a path (a non-empty string); got {type(entry).__name__}")
+            return None
+        text = entry
+        if REMOTE.match(text) and not _exists(base / text):
             self.refuse(file, where, f"remote {text!r} refused: builds read only this repository, offline")
             return None
         if os.path.isabs(text):
@@ -81,19 +89,34 @@ class Checker:
             return None
         # kustomize joins paths lexically (Go's filepath.Join), the OS follows each symlink before a `..`:
         # both readings must stay inside.
-        resolved = (base / text).resolve()
+        try:
+            resolved = (base / text).resolve()
+            exists = resolved.exists()
+        except OSError as error:  # a name too long for the file system, a loop of links
+            self.refuse(file, where, f"{text[:80]!r} is not a file or folder of this repository ({error.strerror})")
+            return None
         if not self.inside(resolved):
             link = next((p for p in (lexical, *lexical.parents) if p.is_symlink()), lexical)
             self.refuse(file, where, f"{text!r} goes through the symlink {self.rel(link)}, which leads outside "
                                      "the repository: refused")
             return None
-        if not resolved.exists():
+        if not exists:
             self.refuse(file, where, f"{text!r} is not a file or folder of this repository "
                                      "(kustomize would try it as a remote URL)")
+            return None
+        if not self.in_artifact(lexical, file, where, repr(text)):
             return None
         # Both spellings: kustomize opens the path as written, which may be a link inside the repository.
         self.files.update((self.rel(lexical), self.rel(resolved)))
         return resolved
+
+    def in_artifact(self, path: Path, file: str, where: str, shown: str) -> bool:
+        """Whether `path` is in Flux's artifact; a finding when it is not."""
+        reason = self.artifact.excluded(self.rel(path))
+        if reason is not None:
+            self.refuse(file, where, f"{shown} is not in Flux's artifact ({reason}): kustomize-controller would not "
+                                     "find it, and the tool does not read it")
+        return reason is None
 
     def directory(self, directory: Path) -> None:
         """A folder kustomize builds: its kustomization file, if any, and everything that one reaches."""
@@ -107,6 +130,8 @@ class Checker:
         file = self.rel(kfile)
         if not self.inside(kfile.resolve()):
             self.refuse(file, "(file)", "the kustomization is a symlink leading outside the repository: refused")
+            return
+        if not self.in_artifact(kfile, file, "(file)", "the kustomization"):
             return
         self.files.add(file)
         try:
@@ -209,10 +234,12 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 
 
 def check_build(repo: Path, directory: Path, applier: str, spec: dict[str, Any] | None = None,
-                file: str = "") -> Checker:
+                file: str = "", artifact: Artifact | None = None) -> Checker:
     """Everything a build of `directory` (with a Flux Kustomization's spec) would read, checked."""
-    checker = Checker(repo, applier)
+    checker = Checker(repo, applier, artifact)
     spec = spec or {}
+    if not checker.in_artifact(directory, file, "spec.path", repr(checker.rel(directory))):
+        return checker
     for position, component in enumerate(_as_list(spec.get("components"))):
         if spec.get("ignoreMissingComponents") is True and not (directory / str(component)).exists():
             continue  # fluxcd/pkg kustomize GenerateManifest leaves it out
@@ -225,9 +252,15 @@ def check_build(repo: Path, directory: Path, applier: str, spec: dict[str, Any] 
     if kustomization_file(directory) is not None:
         checker.directory(directory)
     else:
-        for sub in sorted(p for p in directory.rglob("*") if p.is_dir()):
-            if kustomization_file(sub) is not None:
-                checker.directory(sub)
+        # Flux generates a kustomization over what its artifact holds below the path: what it leaves out is
+        # simply not there (no finding), and not read here either.
+        for path in sorted(directory.rglob("*")):
+            if checker.artifact.excluded(checker.rel(path)) is not None:
+                continue
+            if path.is_dir() and kustomization_file(path) is not None:
+                checker.directory(path)
+            elif path.suffix in (".yaml", ".yml") and path.is_file():
+                checker.generated.append(checker.rel(path))
     return checker
 
 
@@ -271,11 +304,9 @@ class Sandbox:
         self.root.mkdir()
 
     def add(self, checked: Checker, build_path: Path) -> Path:
-        """Copies what a checked build reads (all of its folder when it has no kustomization file, as Flux
-        then generates one over every YAML file below it); returns the build's folder in the sandbox."""
-        paths = [self.repo / file for file in checked.files]
-        if kustomization_file(build_path) is None:
-            paths += [p for p in build_path.rglob("*") if p.suffix in (".yaml", ".yml")]
+        """Copies what a checked build reads (the YAML files Flux's artifact holds below its folder when it has no
+        kustomization file, as Flux then generates one over them); returns the build's folder in the sandbox."""
+        paths = [self.repo / file for file in (*checked.files, *checked.generated)]
         for path in sorted(paths):
             resolved = path.resolve()
             if not (resolved == self.repo or self.repo in resolved.parents):
@@ -317,3 +348,10 @@ def check_cluster_name(name: str, known: list[str], allow_all: bool = False) -> 
     if not CLUSTER_NAME.match(name) or name not in known:
         raise RenderError(f"{name!r} is not a cluster: give the name of a folder under clusters/ "
                           f"({', '.join(known) or 'none'}){' or all' if allow_all else ''}")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system
+        return False

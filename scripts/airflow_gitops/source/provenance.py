@@ -9,9 +9,10 @@ from typing import Any
 
 import yaml
 
-from airflow_gitops.model import ERROR, Finding
+from airflow_gitops.model import ERROR, Finding, mapping
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.source import bounds, containment
+from airflow_gitops.source.artifact import Artifact
 
 MANIFEST_ROOTS = ("clusters", "infrastructure", "apps")
 VALUES_ROOTS = ("charts-values",)
@@ -31,6 +32,7 @@ class SourceIndex:
         self.generators: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
         self._indexed: set[str] = set()
         self._sandbox: containment.Sandbox | None = None
+        self._artifacts: dict[str, Artifact] = {}
         # Files refused before anything reads them: broken or over-bound YAML, and symlinks leading outside.
         self.yaml_errors: list[Finding] = containment.outside_symlinks(repo, (*MANIFEST_ROOTS, *VALUES_ROOTS))
         for root in (*MANIFEST_ROOTS, *VALUES_ROOTS):
@@ -38,6 +40,26 @@ class SourceIndex:
                 # A symlink leading outside is reported by containment.outside_symlinks, and never read.
                 if file.suffix in (".yaml", ".yml") and file.is_file() and self._inside(file):
                     self._index(file)
+
+    def artifact(self, cluster: str) -> Artifact:
+        """What Flux's artifact of this repository holds for `cluster`: the .sourceignore rules and source-controller's
+        defaults, with the spec.ignore of the cluster's GitRepository flux-system when bootstrap wrote it."""
+        if cluster not in self._artifacts:
+            self._artifacts[cluster] = Artifact(self.repo, *self._bootstrap_ignore(cluster))
+        return self._artifacts[cluster]
+
+    def _bootstrap_ignore(self, cluster: str) -> tuple[str | None, str]:
+        rel = f"clusters/{cluster}/flux-system/gotk-sync.yaml"
+        try:
+            docs = bounds.load_file(self.repo / rel, rel)
+        except (OSError, yaml.YAMLError):
+            return None, ""
+        for doc in docs:
+            meta = doc.get("metadata") if isinstance(doc, dict) else None
+            if doc.get("kind") == "GitRepository" and isinstance(meta, dict) and meta.get("name") == "flux-system":
+                ignore = (doc.get("spec") or {}).get("ignore") if isinstance(doc.get("spec"), dict) else None
+                return (ignore if isinstance(ignore, str) else None), f"{rel}: GitRepository flux-system spec.ignore"
+        return None, ""
 
     def sandbox(self) -> containment.Sandbox:
         """One sandbox per index: the clusters of one `validate all` share the files they build from. It is
@@ -82,7 +104,7 @@ class SourceIndex:
             if file.name.startswith("kustomization."):
                 self._index_generators(file, rel, doc)
                 continue
-            name = (doc.get("metadata") or {}).get("name")
+            name = mapping(doc.get("metadata")).get("name")
             if doc.get("kind") and name:
                 self._by_name[(str(doc["kind"]), str(name))].append(rel)
 
@@ -102,7 +124,7 @@ class SourceIndex:
 
     def file_of(self, obj: dict[str, Any], under: str | None = None) -> str:
         kind = str(obj.get("kind", ""))
-        name = str((obj.get("metadata") or {}).get("name", ""))
+        name = str(mapping(obj.get("metadata")).get("name", ""))
         candidates = self._by_name.get((kind, name), [])
         if not candidates:
             generated = self.generators.get(HASH_SUFFIX.sub("", name), [])
