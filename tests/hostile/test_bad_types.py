@@ -22,7 +22,7 @@ from airflow_gitops.cli import main
 from airflow_gitops.kustomize_controller import postbuild
 from airflow_gitops.model import Resource, envelope_problems
 
-from tests.helpers import edit, require_schemas, require_values_schema
+from tests.helpers import edit, require_schemas, require_values_schema, schemas_dir
 
 CONFIGS = "infrastructure/configs/base"
 
@@ -108,8 +108,9 @@ def test_the_bound_is_per_kustomization():
 
 def validate(repo: Path, *extra: str) -> tuple[int, str]:
     out = io.StringIO()
+    folder = schemas_dir()  # the one require_schemas() found, also where the environment does not name it
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = main(["validate", "kind", "--repo", str(repo), *extra])
+        code = main(["validate", "kind", "--repo", str(repo), *(["--schemas", str(folder)] if folder else []), *extra])
     return code, out.getvalue()
 
 
