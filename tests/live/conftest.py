@@ -14,6 +14,7 @@ cluster's logs are and the last lines of each; every wait is listed, with its du
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import time
@@ -26,7 +27,7 @@ from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE
 from airflow_gitops.live.flux import Waits
 from airflow_gitops.live.git import WorkClone
 
-from tests.helpers import REPO, skip_for
+from tests.helpers import REPO, WORKER_SUMMARY, skip_for
 from tests.live.flows import HOLD_SECONDS, ORDER, Deploy, kustomization
 
 WAITS = Waits()
@@ -61,8 +62,14 @@ def chart_packages() -> dict[str, Path]:
 def live_tools() -> dict[str, Path]:
     if tools.go_binary() is None:
         unavailable("Go is not installed; the cluster's parts are built from Go modules (docs/live-cluster.md)")
+    lock_file = tools.cache_root() / "live-tools.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return tools.build_all()
+        # One build at a time: `make test`'s workers (the live-cluster and rollback-cluster groups) may both start
+        # here on a cold cache, and the builds share their work folder. The second finds the first's binaries.
+        with open(lock_file, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return tools.build_all()
     except tools.ToolsUnavailable as error:
         pytest.fail(f"building the live cluster's parts failed: {error}", pytrace=False)
 
@@ -153,11 +160,30 @@ def pytest_runtest_makereport(item, call):
             report.sections.append((f"live log {name} (last 25 lines)", cluster.log_tail(name, 25)))
 
 
-def pytest_terminal_summary(terminalreporter):
+def summary() -> list[tuple[str, list[str]]]:
+    """What the run prints at its end: (section title or "", lines)."""
+    sections: list[tuple[str, list[str]]] = []
     kept = [str(folder) for folder in FOLDERS if folder.exists()]
     if kept:
-        terminalreporter.write_line(f"live cluster folders kept for a look (a test failed): {', '.join(kept)}")
+        sections.append(("", [f"live cluster folders kept for a look (a test failed): {', '.join(kept)}"]))
     if WAITS.entries:
-        terminalreporter.section("live cluster: what the tests waited for")
-        for what, seconds in WAITS.entries:
-            terminalreporter.write_line(f"{seconds:7.1f} s  {what}")
+        sections.append(("live cluster: what the tests waited for",
+                         [f"{seconds:7.1f} s  {what}" for what, seconds in WAITS.entries]))
+    return sections
+
+
+def pytest_sessionfinish(session):
+    """In a pytest-xdist worker (`make test`), the controller prints the summary (tests/conftest.py)."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output.setdefault(WORKER_SUMMARY, []).extend(summary())
+
+
+def pytest_terminal_summary(terminalreporter):
+    if hasattr(terminalreporter.config, "workeroutput"):
+        return
+    for title, lines in summary():
+        if title:
+            terminalreporter.section(title)
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -28,7 +28,7 @@ from airflow_gitops.kustomize_controller.api import HealthCheck, Kustomization, 
 from airflow_gitops.kustomize_controller.postbuild import SUBSTITUTE_ANNOTATION, referenced_variables
 from airflow_gitops.model import ERROR, WARNING, Finding, ReleaseRender, Resource, mapping
 from airflow_gitops.model import duration_seconds as seconds
-from airflow_gitops.source.bounds import load_yaml_all
+from airflow_gitops.source.bounds import load_file
 
 # --- 1. drift detection and finished Jobs -------------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ def _variables_in_manifest(repo: Path, source: Resource) -> list[str]:
     """A ConfigMap/Secret written as a manifest: its data before substitution, as it stands in the file."""
     path = repo / source.source_file
     try:
-        docs = load_yaml_all(path.read_text()) if path.is_file() else []
+        docs = load_file(path, source.source_file) if path.is_file() else []
     except Exception:  # broken YAML is reported by the YAML check, with its line
         return []
     names: list[str] = []

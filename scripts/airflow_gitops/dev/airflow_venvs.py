@@ -10,6 +10,7 @@ FAB (the DAGs' dev loop); no other release may go into it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -48,8 +49,17 @@ def airflow_venv(version: str) -> Path:
     marker = target / MARKER
     if marker.is_file() and marker.read_text() == wanted:
         return target
-    shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One maker at a time (`make test`'s workers, or two checkouts): the others wait, then find the venv made.
+    with open(target.parent / f"airflow-{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (marker.is_file() and marker.read_text() == wanted):
+            _build_venv(target, version, wanted)
+    return target
+
+
+def _build_venv(target: Path, version: str, wanted: str) -> None:
+    shutil.rmtree(target, ignore_errors=True)
     # venvs are not relocatable, so it is built in place and marked complete only at the end.
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, timeout=120)
     lock = LOCKS / f"airflow-{version}.txt"
@@ -60,8 +70,7 @@ def airflow_venv(version: str) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *requirements],
                    check=True, timeout=INSTALL_TIMEOUT, env=env)
-    marker.write_text(wanted)
-    return target
+    (target / MARKER).write_text(wanted)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from airflow_gitops.kustomize_controller.api import kustomizations
 from airflow_gitops.kustomize_controller.reconcile import BOOTSTRAP_SOURCE
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import Settings
+from airflow_gitops.source.git import unmerged_files
 
 FLUX_NAMESPACE = "flux-system"
 # One `flux reconcile` or `kubectl wait` may take as long as the slowest health check it waits for
@@ -78,8 +79,7 @@ def execute(plan: list[Action], repo: Path, timeout: float = 4 * 3600) -> None:
         if result.returncode == 0:
             continue
         if action.resolves_conflicts_in:
-            unmerged = subprocess.run(["git", "diff", "--name-only", "--diff-filter=U"], cwd=repo,
-                                      capture_output=True, text=True, timeout=60).stdout.split()
+            unmerged = unmerged_files(repo)
             if unmerged and set(unmerged) <= set(action.resolves_conflicts_in):
                 print(f"# conflicts only in {', '.join(unmerged)}: resolved by the next steps", flush=True)
                 continue

@@ -52,6 +52,12 @@ def show(repo: Path, spec: str) -> str | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
+def unmerged_files(repo: Path) -> list[str]:
+    """The paths a stopped merge, revert or cherry-pick left in conflict (`git diff --diff-filter=U`)."""
+    return subprocess.run(["git", "diff", "--name-only", "--diff-filter=U"], cwd=repo, capture_output=True, text=True,
+                          timeout=READ_TIMEOUT_S).stdout.split()
+
+
 def commits_changing(repo: Path, ref: str, file: str, pattern: str) -> list[str]:
     """The commits at or below `ref` whose diff of `file` adds or removes a line matching `pattern` (`git log
     -G`), newest first; none when git cannot tell."""
