@@ -6,34 +6,17 @@ Each target runs through make, with the project's venv and the cluster's kubecon
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from airflow_gitops.live import flux, tools
-from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE, _kubectl
+from airflow_gitops.live import flux
+from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE
 
-from tests.helpers import REPO
-from tests.live.flows import ORDER, RELEASE, helmrelease, kustomization
+from tests.live.flows import ORDER, RELEASE, helmrelease, kustomization, make
 
 pytestmark = pytest.mark.live
 
 REQUESTED = "reconcile.fluxcd.io/requestedAt"
-
-
-def make(live_cluster, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`make <args>` in the repository, on this test run's venv (its install stamp taken as current: `-o`), with the
-    cluster's kubeconfig and the built flux CLI and kubectl ahead of anything else on PATH."""
-    venv = Path(sys.prefix)
-    path = os.pathsep.join([str(tools.require_tool("flux").parent), str(Path(_kubectl()).parent),
-                            os.environ.get("PATH", "")])
-    env = {**os.environ, **live_cluster.env(), "PATH": path}
-    env.pop("DRY_RUN", None)
-    return subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/bin/.installed-tool", f"VENV={venv}",
-                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_make_status_shows_every_flux_object_the_pods_and_the_release_history(deployed, live_cluster, waits):

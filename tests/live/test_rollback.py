@@ -32,6 +32,7 @@ from airflow_gitops.live.kubelet import MigrationKubelet
 from tests.dags.conftest import pg_server_url  # noqa: F401  (fixture)
 from tests.helpers import REPO, git
 from tests.live.conftest import chart_packages, unavailable
+from tests.live.flows import make
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 
@@ -146,10 +147,11 @@ def raise_airflow(cluster, work, waits, database) -> str:
     return sha
 
 
-def rollback(cluster, work, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "airflow-gitops"), "rollback", *args, "--repo", str(work),
-                           "--cluster", "kind", "--via", "push", "--timeout", "900"], env=tool_env(cluster),
-                          capture_output=True, text=True, timeout=timeout)
+def rollback(cluster, work, sha: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    """`make rollback SHA=<sha> CLUSTER=kind`, DRY_RUN off, as the README's Operate section runs it, on the user's
+    clone `work` (the Makefile runs in this repository; --repo points the tool at the clone)."""
+    return make(cluster, "rollback", f"SHA={sha}", "CLUSTER=kind", f"ARGS=--repo {work} --via push --timeout 900",
+                timeout=timeout)
 
 
 def manifest_objects(revision: dict) -> dict[tuple[str, str], dict]:
