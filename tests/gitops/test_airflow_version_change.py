@@ -75,8 +75,8 @@ def test_step_2_must_empty_the_layer(capsys, on):
     set_version(repo, "3.2.2")
     code, out = validate(capsys, repo, "kind")
     assert code == 1
-    assert (f"kind: {LAYER}: HelmRelease airflow/airflow: migrateDatabaseJob.args: step 2 of the rollback to 3.2.2 "
-            "must empty this layer again") in out
+    assert (f"kind: {LAYER}: HelmRelease airflow/airflow: migrateDatabaseJob.annotations.airflow-gitops.io/"
+            "schema-rollback-to: step 2 of the rollback to 3.2.2 must empty this layer again") in out
 
 
 def test_step_1_for_another_version_does_not_count(capsys, on):
@@ -84,7 +84,10 @@ def test_step_1_for_another_version_does_not_count(capsys, on):
     (repo / LAYER).write_text(step1_layer("3.3.2", "3.1.8", "0" * 40))
     git(repo, "commit", "-qam", "step 1 for another target")
     set_version(repo, "3.2.2")
-    assert "airflowVersion: lowers Airflow 3.3.2 -> 3.2.2" in validate(capsys, repo, "kind")[1]
+    code, out = validate(capsys, repo, "kind")
+    assert code == 1
+    assert (f"kind: {LAYER}: HelmRelease airflow/airflow: airflowVersion: lowers Airflow 3.3.2 -> 3.2.2 while step 1 "
+            "of a rollback to 3.1.8 is in Git") in out
 
 
 def test_lowering_between_equal_heads_is_a_plain_revert(capsys, on):

@@ -38,7 +38,8 @@ def test_kustomizations_prune_wait_and_have_sized_timeouts(cluster, name):
 def test_apps_timeout_covers_every_upgrade_and_rollback_of_the_airflow_release(cluster):
     release = next(r for r in render(cluster).resources if r.kind == "HelmRelease" and r.name == "airflow")
     worst, how = live_state.settle_time(HelmRelease.parse(release))
-    assert (worst, how) == (120 * 60, "4 upgrade attempt(s) of 15m and 4 rollback(s) of 15m")
+    assert (worst, how) == (36 * 60, "an upgrade attempt of 15m, the retry after 6m (RetryOnFailure) and a second "
+                                      "attempt of 15m")
     assert latency.seconds(kustomizations(cluster)["apps"]["spec"]["timeout"]) > worst
     assert live_state.short_wait_timeouts(render(cluster).resources) == []
 
@@ -84,8 +85,10 @@ def test_a_release_that_retries_forever_never_settles():
 def test_helmrelease_remediation_and_drift_detection(cluster):
     spec = next(r.obj["spec"] for r in render(cluster).resources if r.kind == "HelmRelease" and r.name == "airflow")
     assert spec["releaseName"] == "airflow"
-    assert spec["install"]["remediation"]["retries"] > 0
-    assert spec["upgrade"]["remediation"] == {"retries": 3, "strategy": "rollback", "remediateLastFailure": True}
+    # Forward only (docs/choices.md): a failed install or upgrade is retried as it is, never remediated.
+    for action in ("install", "upgrade"):
+        assert spec[action]["strategy"]["name"] == "RetryOnFailure" and "remediation" not in spec[action]
+    assert latency.seconds(spec["upgrade"]["strategy"]["retryInterval"]) > 300  # the chart Jobs' TTL
     assert spec["driftDetection"]["mode"] == "enabled"
     assert latency.seconds(spec["timeout"]) >= 600 and 0 < spec["maxHistory"] <= 20
     assert spec["chart"]["spec"]["version"] == "1.22.0"
@@ -108,7 +111,7 @@ def test_flux_system_is_bootstraps_except_documented_patches(cluster):
 
 
 def test_eks_kustomize_controller_cancels_a_wait_on_a_new_revision():
-    # With apps waiting up to 125m for a failing release, a revert must not queue behind the wait.
+    # With apps waiting up to 40m for a failing release, a revert must not queue behind the wait.
     kustomization = yaml.safe_load((REPO / "clusters/eks/flux-system/kustomization.yaml").read_text())
     patch = next(p["patch"] for p in kustomization["patches"] if p["target"]["name"] == "kustomize-controller")
     assert yaml.safe_load(patch) == [{"op": "add", "path": "/spec/template/spec/containers/0/args/-",

@@ -347,13 +347,23 @@ def settle_time(hr: HelmRelease) -> tuple[float, str] | None:
     Reconciling all the while, which kstatus reads as InProgress. Only when the retries are spent is it marked
     Stalled (RetriesExceeded), which the waiting Kustomization reads as Failed with the release's message. Each
     action may take its timeout: (1 + retries) attempts, and a remediation after each but the last (after the last
-    too when remediateLastFailure, the upgrade's default once retries > 0)."""
+    too when remediateLastFailure, the upgrade's default once retries > 0).
+
+    With the strategy RetryOnFailure a failed action is retried after its interval for ever, never Stalled: the
+    time counted is what a release that succeeds may need, an attempt, the retry interval and a second attempt (a
+    first attempt can fail only on a chart Job that still exists, charts-values/airflow/common.yaml); a release still
+    failing after that is reported by the Kustomization's own timeout."""
     timeout = seconds(hr.timeout)
     worst: list[tuple[float, str]] = []
     for action, remediation, remedy, remedy_name in (
             ("install", hr.install_remediation, seconds(hr.uninstall_timeout), "uninstall"),
             ("upgrade", hr.upgrade_remediation, seconds(hr.rollback_timeout if remediation_is_rollback(
                 hr.upgrade_remediation) else hr.uninstall_timeout), hr.upgrade_remediation.strategy)):
+        if remediation.retry_interval is not None:
+            worst.append((2 * timeout + seconds(remediation.retry_interval),
+                          f"an {action} attempt of {hr.timeout}, the retry after {remediation.retry_interval} "
+                          f"(RetryOnFailure) and a second attempt of {hr.timeout}"))
+            continue
         if remediation.retries < 0:
             return None
         attempts = remediation.retries + 1

@@ -141,19 +141,30 @@ class Remediation:
     remediate_last_failure: bool
     # "uninstall" for a failed install (always), "rollback" (default) or "uninstall" for a failed upgrade.
     strategy: str
+    # spec.<action>.strategy `RetryOnFailure`: no remediation; the failed action is retried after this interval
+    # (default 5m), for ever (internal/reconcile/atomic_release.go: GetActiveRetry before GetActiveRemediation).
+    retry_interval: str | None = None
 
     @classmethod
     def parse_install(cls, raw: Any) -> Remediation:
         remediation = mapping(mapping(raw).get("remediation"))
         last = remediation.get("remediateLastFailure")
-        return cls(_integer(remediation.get("retries")), last if isinstance(last, bool) else False, "uninstall")
+        return cls(_integer(remediation.get("retries")), last if isinstance(last, bool) else False, "uninstall",
+                   _retry_interval(raw))
 
     @classmethod
     def parse_upgrade(cls, raw: Any) -> Remediation:
         remediation = mapping(mapping(raw).get("remediation"))
         retries, last = _integer(remediation.get("retries")), remediation.get("remediateLastFailure")
         return cls(retries, last if isinstance(last, bool) else retries > 0,
-                   string(remediation.get("strategy")) or "rollback")
+                   string(remediation.get("strategy")) or "rollback", _retry_interval(raw))
+
+
+def _retry_interval(raw: Any) -> str | None:
+    strategy = mapping(mapping(raw).get("strategy"))
+    if strategy.get("name") != "RetryOnFailure":
+        return None
+    return string(strategy.get("retryInterval")) or "5m"
 
 
 def _integer(node: Any) -> int:

@@ -248,6 +248,8 @@ class AirflowAt:
     release: str
     state: ClusterState
     layer_target: str | None
+    # airflowVersion as the values files below the step-1 layer set it: a layer left in place hides a revert.
+    below_layer: str | None = None
 
 
 def takes_backup(repo: Path, cluster: str) -> bool:
@@ -268,7 +270,7 @@ def airflow_at(settings: Settings, cluster: str, release_name: str = "airflow") 
         raise NoAirflowRelease(f"cluster {cluster} has no HelmRelease {release_name}", f"clusters/{cluster}")
     release = compose(state, index, hr)
     version = release.values.get("airflowVersion")
-    file = hr.source_file
+    file, below = hr.source_file, None
     for values_file in release.values_files:
         try:
             values = load_yaml((settings.repo / values_file).read_text()) or {}
@@ -276,9 +278,11 @@ def airflow_at(settings: Settings, cluster: str, release_name: str = "airflow") 
             continue
         if isinstance(values, dict) and "airflowVersion" in values:
             file = values_file
+            if values_file != LAYER:
+                below = str(values["airflowVersion"])
     layer = settings.repo / LAYER
     target = layer_target(layer.read_text()) if layer.is_file() else None
-    return AirflowAt(cluster, str(version) if version is not None else None, file, hr.ref, state, target)
+    return AirflowAt(cluster, str(version) if version is not None else None, file, hr.ref, state, target, below)
 
 
 # --- a change between two trees -----------------------------------------------------------------------------
@@ -352,11 +356,21 @@ def analyse(base: Settings, head: Settings, cluster: str, base_ref: str, release
             f"\"Can't locate revision\"). Only {change.old}'s code can downgrade it: run `make rollback SHA={hint}`, "
             f"which commits step 1 (stop Airflow, back up, downgrade to {change.new}) before this revert; "
             f"the base {base_ref} is not that step 1", "airflow-downgrade"))
-    if change.direction < 0 and change.base.layer_target == change.new and change.head.layer_target:
-        change.findings.append(Finding(
-            ERROR, LAYER, change.head.release, f"migrateDatabaseJob.annotations.{ROLLBACK_TO}",
-            f"step 2 of the rollback to {change.new} must empty this layer again (`{{}}`): left as it is, every "
-            "Airflow component stays at 0 replicas", "airflow-downgrade"))
+    at = change.head
+    if at.layer_target and change.base.layer_target == at.layer_target and at.below_layer not in (
+            None, at.version):
+        # The values below the layer moved while step 1's layer stayed: the layer still names the newer Airflow.
+        if at.below_layer == at.layer_target:
+            change.findings.append(Finding(
+                ERROR, LAYER, at.release, f"migrateDatabaseJob.annotations.{ROLLBACK_TO}",
+                f"step 2 of the rollback to {at.layer_target} must empty this layer again (`{{}}`): left as it is, "
+                "every Airflow component stays at 0 replicas", "airflow-downgrade"))
+        else:
+            change.findings.append(Finding(
+                ERROR, LAYER, at.release, "airflowVersion",
+                f"lowers Airflow {at.version} -> {at.below_layer} while step 1 of a rollback to "
+                f"{at.layer_target} is in Git ({LAYER}): finish that rollback (`make rollback`, which resumes it) or "
+                "undo it (`make rollback ARGS=--abort`) first", "airflow-downgrade"))
     backup_due = (change.direction > 0
                     or (change.direction == 0 and change.head.layer_target and not change.base.layer_target))
     if backup_due and takes_backup(head.repo, cluster):

@@ -128,16 +128,6 @@ def wait_release_ready(namespace: str, release: str) -> list[Action]:
                  f"--timeout={WAIT_TIMEOUT}"])]
 
 
-def wait_jobs_gone(namespace: str, release: str) -> list[Action]:
-    """A Helm upgrade that changes a Job's pod template fails ("spec.template: field is immutable") while the
-    previous Job object exists, and helm-controller's `upgrade.force` does not help under Helm 4 server-side
-    apply (it is ignored there). The chart deletes its finished Jobs after ttlSecondsAfterFinished (300 s): wait.
-    Both chart Jobs: the migrate Job changes in both steps, the create-user Job's image in step 2. A Job that is
-    already gone is success: `wait --for=delete` ignores NotFound (kubernetes/kubernetes#90969, #96702)."""
-    return [Run(["kubectl", "wait", "--for=delete", f"job/{release}-run-airflow-migrations",
-                 f"job/{release}-create-user", "-n", namespace, "--timeout=10m"])]
-
-
 def add_dry_run(parser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the exact commands, run nothing")
 

@@ -44,7 +44,9 @@ from airflow_gitops.source.repository import cluster_names
 DEPLOY_PATHS = ["clusters", "infrastructure", "apps", "charts-values"]
 FLUX_NAMESPACE = "flux-system"
 # The chart Jobs whose pod templates a rollback changes; a finished one blocks that change ("field is immutable").
-CHART_JOBS = ("run-airflow-migrations", "create-user")
+# The chart's Jobs, by their `component` label (templates/jobs/*.yaml; tests/gitops/test_rollback_jobs.py reads them
+# from the rendered chart).
+CHART_JOBS = ("run-airflow-migrations", "create-user-job")
 # Files whose conflicts a revert inside a rollback resolves itself (it writes them afterwards).
 ROLLBACK_FILES = (downgrade.LAYER, downgrade.HELMRELEASE_FILE)
 VERSION_KEYS = ("airflowVersion", "defaultAirflowTag")
