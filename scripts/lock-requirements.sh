@@ -2,7 +2,7 @@
 # Rewrites the hash-locked requirements CI installs from (.ci/requirements/): `make lock` (needs PyPI).
 # Each file pins every package, transitive ones included, by version and by the sha256 of each file PyPI serves for
 # it; `pip install --require-hashes` (the Makefile when CI=true, scripts/checkov-venv.sh,
-# tests/rollback/airflow_venvs.py) refuses anything else. Python 3.11 on x86_64 Linux: the CI container's.
+# scripts/airflow_gitops/dev/airflow_venvs.py) refuses anything else. Python 3.11 on x86_64 Linux: the CI container's.
 set -euo pipefail
 uv="${1:?usage: lock-requirements.sh UV}"
 # Absolute before the cd below: `make lock` passes a path relative to the repository.
@@ -18,9 +18,9 @@ printf 'pip\nsetuptools>=68\n' | compile bootstrap.txt -
 compile tool.txt ../../pyproject.toml
 compile test.txt ../../pyproject.toml --extra test --extra dags
 printf 'checkov==3.3.30\n' | compile checkov.txt -
-# The Airflow releases of the downgrade tests, each with its image's FAB provider (tests/rollback/airflow_venvs.py
+# The Airflow releases of the downgrade tests, each with its image's FAB provider (scripts/airflow_gitops/dev/airflow_venvs.py
 # packages(): the same list, one package a line).
 for release in 3.3.2 3.2.2 3.1.8; do
-  (cd ../.. && PYTHONPATH=scripts python3 -c "import sys; sys.path.insert(0, 'tests/rollback'); \
-    from airflow_venvs import packages; print('\n'.join(packages('$release')))") | compile "airflow-$release.txt" -
+  (cd ../.. && PYTHONPATH=scripts python3 -c "\
+    from airflow_gitops.dev.airflow_venvs import packages; print('\n'.join(packages('$release')))") | compile "airflow-$release.txt" -
 done

@@ -10,7 +10,7 @@ The heads tables live in `airflow_migration_heads.py`, generated from Airflow's 
 (`airflow.utils.db._REVISION_HEADS_MAP`, the map `airflow db downgrade --to-version` itself reads, and the FAB
 provider's `airflow.providers.fab.auth_manager.models.db._REVISION_HEADS_MAP`) by
 `python -m airflow_gitops.airflow_versions generate > scripts/airflow_gitops/airflow_migration_heads.py`
-with the Airflow of pyproject.toml and its image's FAB provider installed (tests/rollback/airflow_venvs.py makes
+with the Airflow of pyproject.toml and its image's FAB provider installed (scripts/airflow_gitops/dev/airflow_venvs.py makes
 that venv). `tests/rollback/test_migration_heads.py` compares them with every release venv, so they cannot go stale
 unnoticed. Which FAB provider an image carries is `IMAGE_FAB_PROVIDER` below.
 """

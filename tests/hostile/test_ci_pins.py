@@ -150,7 +150,7 @@ def test_checkov_and_the_other_airflow_come_from_locks_in_ci(monkeypatch, tmp_pa
     script = (REPO / "scripts" / "checkov-venv.sh").read_text()
     ci_branch = script[script.index('if [ "${CI:-}" = true ]; then'):script.index("else")]
     assert "--require-hashes -r .ci/requirements/checkov.txt" in ci_branch
-    from tests.rollback import airflow_venvs
+    from airflow_gitops.dev import airflow_venvs
 
     calls = []
     monkeypatch.setenv("CI", "true")

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops.checks.validation import validate_cluster
+from airflow_gitops.dev.airflow_venvs import venvs_dir
 from airflow_gitops.policy_config import PolicyConfig
 from airflow_gitops.settings import CHARTS_ENV
 
 from tests.helpers import REPO, make_settings, schemas_dir
-from tests.rollback.airflow_venvs import venvs_dir
 
 INSTALL_TIMEOUT = 900
 MARKER = ".airflow-gitops-complete"

@@ -5,13 +5,19 @@ with what it waited for, so the end of the run lists each with its duration.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from airflow_gitops.live import flux
-from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE, Cluster
+from airflow_gitops.live import flux, tools
+from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE, Cluster, _kubectl
 from airflow_gitops.live.flux import Waits
+
+from tests.helpers import REPO
 
 ORDER = ("infra-controllers", "infra-configs", "apps")
 HOLD_SECONDS = 15
@@ -141,3 +147,15 @@ class Watch:
             if at >= since:
                 found.setdefault(str((obj.get("metadata") or {}).get("uid")), []).append((at, kind, obj))
         return found
+
+
+def make(cluster: Cluster, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`make <args>` in the repository as the README runs it, on this test run's venv (its install stamp taken as
+    current: `-o`), with the cluster's kubeconfig and the built flux CLI and kubectl ahead of anything else on PATH."""
+    venv = Path(sys.prefix)
+    path = os.pathsep.join([str(tools.require_tool("flux").parent), str(Path(_kubectl()).parent),
+                            os.environ.get("PATH", "")])
+    env = {**os.environ, **cluster.env(), "PATH": path}
+    env.pop("DRY_RUN", None)
+    return subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/bin/.installed-tool", f"VENV={venv}",
+                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

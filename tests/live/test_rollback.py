@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,14 +23,16 @@ from pathlib import Path
 import pytest
 import yaml
 from airflow_gitops import airflow_versions
+from airflow_gitops.dev.airflow_venvs import airflow_venv
 from airflow_gitops.live import cluster as live
 from airflow_gitops.live import flux, operators, tools
+from airflow_gitops.live.git import copy_desired_state, set_airflow_version
 from airflow_gitops.live.kubelet import MigrationKubelet
 
 from tests.dags.conftest import pg_server_url  # noqa: F401  (fixture)
-from tests.helpers import REPO, REPO_PARTS, git
+from tests.helpers import REPO, git
 from tests.live.conftest import chart_packages, unavailable
-from tests.rollback.airflow_venvs import airflow_venv
+from tests.live.flows import make
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 
@@ -39,21 +40,8 @@ A, B = "3.2.2", "3.3.2"
 OVERLAYS = Path(__file__).parent / "overlays"
 NAMESPACE = "airflow"
 VALUES = "charts-values/airflow/common.yaml"
-HELMRELEASE = "apps/base/airflow/helmrelease.yaml"
 COMPONENTS = {"Deployment": ("airflow-scheduler", "airflow-api-server", "airflow-dag-processor"),
               "StatefulSet": ("airflow-triggerer",)}
-
-
-def set_airflow(repo: Path, version: str) -> None:
-    """What an Airflow bump changes: the values, the HelmRelease's schema-version, the pinned test Airflow."""
-    current = yaml.safe_load((repo / VALUES).read_text())["airflowVersion"]
-    for path in (VALUES, "pyproject.toml"):
-        file = repo / path
-        file.write_text(file.read_text().replace(f'"{current}"', f'"{version}"').replace(
-            f"apache-airflow=={current}", f"apache-airflow=={version}"))
-    hr = repo / HELMRELEASE
-    old_schema, new_schema = airflow_versions.schema_version(current), airflow_versions.schema_version(version)
-    hr.write_text(hr.read_text().replace(f'schema-version: "{old_schema}"', f'schema-version: "{new_schema}"'))
 
 
 def alembic_head(url: str) -> str:
@@ -78,15 +66,8 @@ def database(pg_server_url) -> str:  # noqa: F811  (the imported fixture)
 @pytest.fixture(scope="module")
 def airflow_a(tmp_path_factory) -> Path:
     """This repository's desired state at Airflow A, as a Git repository of its own."""
-    repo = tmp_path_factory.mktemp("repo-a")
-    for part in REPO_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / part)
-    set_airflow(repo, A)
-    git(repo, "init", "-q", "-b", "main")
+    repo = copy_desired_state(REPO, tmp_path_factory.mktemp("repo-a"))
+    set_airflow_version(repo, A)
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", f"Airflow {A}")
     return repo
@@ -102,7 +83,7 @@ def rollback_cluster(live_tools, tmp_path_factory, airflow_a, database, waits):
     cluster = live.Cluster(conftest.cluster_folder("rollback-cluster"))
     conftest._CLUSTERS.append(cluster)
     kubelet = MigrationKubelet(cluster, database.replace("postgresql://", "postgresql+psycopg2://", 1),
-                               {B: Path(sys.executable).parent.parent, A: airflow_venv(A)})
+                               {B: airflow_venv(B), A: airflow_venv(A)})
     try:
         cluster.up(airflow_a, charts=charts, log=lambda line: None, real_pods=("run-airflow-migrations",),
                    overlays=(live.Overlay(OVERLAYS / "short-job-ttl.yaml"),), die_with_parent=True)
@@ -159,17 +140,18 @@ def wait_release_on(cluster, waits, version: str, timeout: float = 900) -> None:
 
 
 def raise_airflow(cluster, work, waits, database) -> str:
-    set_airflow(work, B)
+    set_airflow_version(work, B)
     sha = push(cluster, work, f"Airflow {B}")
     wait_release_on(cluster, waits, B)
     assert alembic_head(database) == airflow_versions.migration_head(B)
     return sha
 
 
-def rollback(cluster, work, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "airflow-gitops"), "rollback", *args, "--repo", str(work),
-                           "--cluster", "kind", "--via", "push", "--timeout", "900"], env=tool_env(cluster),
-                          capture_output=True, text=True, timeout=timeout)
+def rollback(cluster, work, sha: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    """`make rollback SHA=<sha> CLUSTER=kind`, DRY_RUN off, as the README's Operate section runs it, on the user's
+    clone `work` (the Makefile runs in this repository; --repo points the tool at the clone)."""
+    return make(cluster, "rollback", f"SHA={sha}", "CLUSTER=kind", f"ARGS=--repo {work} --via push --timeout 900",
+                timeout=timeout)
 
 
 def manifest_objects(revision: dict) -> dict[tuple[str, str], dict]:

@@ -1,7 +1,7 @@
 """Issue 7.1 on real parts: PostgreSQL 15 and two real Airflow releases whose schemas differ.
 
 A = 3.2.2, B = 3.3.2, each in its own cached venv with the FAB provider its image carries
-(tests/rollback/airflow_venvs.py), and the chart's auth manager (FAB's): `db migrate` and `check-migrations` then
+(scripts/airflow_gitops/dev/airflow_venvs.py), and the chart's auth manager (FAB's): `db migrate` and `check-migrations` then
 cover FAB's schema too, as in the pods. The downgrade command is not written here: it is the migrateDatabaseJob args
 of the values helm-controller composes with the layer `airflow-gitops rollback` writes in step 1, run with the pod
 annotations that layer sets as the kubelet hands them over (SCHEMA_ROLLBACK_TO, a downward-API variable).
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops import airflow_versions
+from airflow_gitops.dev.airflow_venvs import airflow_venv
 from airflow_gitops.live.kubelet import field_value
 from airflow_gitops.operate.downgrade import LAYER, ROLLBACK_TO, airflow_at
 from airflow_gitops.operate.plans import Write
@@ -25,7 +26,6 @@ from airflow_gitops.operate.rollback import Options, Target, plan
 from airflow_gitops.settings import Settings
 
 from tests.helpers import commit_all, free_port, git, make_settings
-from tests.rollback.airflow_venvs import airflow_venv
 
 pytestmark = pytest.mark.postgres
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from airflow_gitops import airflow_versions
+from airflow_gitops.dev.airflow_venvs import airflow_venv
 
-from tests.rollback.airflow_venvs import airflow_venv
 from tests.rollback.test_airflow_downgrade import (  # noqa: F401  (the airflow fixture)
     airflow,
     alembic_version,

@@ -15,8 +15,7 @@ from airflow_gitops.airflow_migration_heads import (
     REVISION_HEADS,
 )
 from airflow_gitops.airflow_versions import IMAGE_FAB_PROVIDER
-
-from tests.rollback.airflow_venvs import airflow_venv
+from airflow_gitops.dev.airflow_venvs import airflow_venv
 
 READ_MAP = "from airflow.utils.db import _REVISION_HEADS_MAP as m; import airflow; print(airflow.__version__); print(m)"
 

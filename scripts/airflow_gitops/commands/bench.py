@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import shutil
 import statistics
 import sys
@@ -128,6 +129,45 @@ def _live_latencies(settings: Settings, runs: int) -> str | None:
     except (tools.ToolsUnavailable, RuntimeError) as error:
         return str(error)
     for line in bench.table(results):
+        print(line)
+    return _rollback_latency(settings, charts, runs)
+
+
+def _rollback_latency(settings: Settings, charts: dict, runs: int) -> str | None:
+    """The whole two-step Airflow rollback on a cluster of its own, the migrate Jobs run for real on a local
+    PostgreSQL 15 (the one at $AIRFLOW_GITOPS_TEST_DATABASE_URL, else one started here), from each release's venv."""
+
+    import psycopg
+
+    from airflow_gitops.dev import localpg
+    from airflow_gitops.dev.airflow_venvs import airflow_venv
+    from airflow_gitops.live import bench
+
+    log = lambda line: print(f"  [live] {line}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        venvs = {version: airflow_venv(version) for version in (bench.ROLLBACK_FROM, bench.ROLLBACK_TO)}
+    except Exception as error:  # pip without the package index, a failed install: said, not raised
+        return f"the Airflow venvs of the rollback ({error}); `python -m airflow_gitops.dev.airflow_venvs " \
+            f"{bench.ROLLBACK_FROM} {bench.ROLLBACK_TO}` makes them"
+    directory, server = None, os.environ.get(localpg.ENV_URL)
+    try:
+        if not server:
+            directory = tempfile.mkdtemp(prefix="airflow-gitops-bench-pg-")
+            server = localpg.start(directory).url
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS bench_rollback WITH (FORCE)")
+            conn.execute("CREATE DATABASE bench_rollback")
+        database = server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1) + "/bench_rollback"
+        print(f"the two-step Airflow rollback on the local cluster (median of {runs} runs, seconds from the start of "
+              "`make rollback`; the migrate Jobs run for real on PostgreSQL 15)", flush=True)
+        results = bench.measure_rollback(settings.repo, charts, database, venvs, runs, log=log)
+    except (localpg.PostgresUnavailable, RuntimeError) as error:
+        return str(error)
+    finally:
+        if directory:
+            localpg.stop(directory, purge=True)
+            shutil.rmtree(directory, ignore_errors=True)
+    for line in bench.rollback_table(results):
         print(line)
     return None
 

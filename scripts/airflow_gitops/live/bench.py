@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airflow_gitops.live import flux, notification, operators
+from airflow_gitops import airflow_versions
+from airflow_gitops.live import flux, notification, operators, tools
 from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE, Cluster, running
-from airflow_gitops.live.git import WorkClone, flux_revision
+from airflow_gitops.live.git import WorkClone, copy_desired_state, flux_revision, set_airflow_version
+from airflow_gitops.live.kubelet import MIGRATE_COMPONENT, MigrationKubelet
 
 VALUES_FILE = "charts-values/airflow/common.yaml"
 STAGES = ("source", "build and apply", "Helm upgrade", "readiness", "Ready")
@@ -172,3 +177,104 @@ def table(results: list[Run]) -> list[str]:
         lines.append(f"  {path:<40} {statistics.median(r.total for r in runs):7.1f}s  "
                      f"{', '.join(f'{r.total:.0f}' for r in runs):<24} " + "  ".join(f"{m:14.1f}s" for m in medians))
     return lines
+
+
+# --- the whole two-step Airflow rollback ------------------------------------------------------------------------
+
+ROLLBACK_FROM, ROLLBACK_TO = "3.3.2", "3.2.2"
+"""The bump that is rolled back: the two releases whose migration heads differ (tests/live/test_rollback.py too)."""
+ROLLBACK_STAGES = ("step 1 pushed", "step 1 live", "step 2 pushed", "step 2 live")
+ROLLBACK_TIMEOUT = 1800
+
+
+def _stage_of(line: str) -> str | None:
+    """The stage a line of `airflow-gitops rollback` ends (operate/rollback.py prints each as it happens)."""
+    if line.startswith("# step 1: pushed") or line.startswith("# step 1: merged"):
+        return "step 1 pushed"
+    if line.startswith("# step 2: pushed") or line.startswith("# step 2: merged"):
+        return "step 2 pushed"
+    if line.startswith("# kind: ") and " after " in line:
+        return "live"
+    return None
+
+
+def measure_rollback(repo: Path, charts: dict[str, Path], database_url: str, venvs: dict[str, Path], runs: int = 3,
+                     log: Callable[[str], None] = print) -> list[Run]:
+    """`runs` times: Airflow raised from ROLLBACK_TO to ROLLBACK_FROM by a pushed commit, then
+    `airflow-gitops rollback <that commit> --via push` timed from its start until step 2 is live. The migrate Job's
+    pods run for real against `database_url` (live/kubelet.py, one venv per image tag), so both steps include the
+    real `airflow db migrate` / `db downgrade`; every other pod is kwok's."""
+    results: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="airflow-gitops-bench-rollback-") as tmp:
+        tree = copy_desired_state(repo, Path(tmp) / "tree")
+        set_airflow_version(tree, ROLLBACK_TO)
+        WorkClone(tree, tree).commit(f"Airflow {ROLLBACK_TO}")
+        with running(Path(tmp) / "cluster", tree, charts, log=lambda line: log(f"up: {line}"),
+                     real_pods=(MIGRATE_COMPONENT,)) as cluster:
+            kubelet = MigrationKubelet(cluster, database_url, venvs)
+            kubelet.start()
+            try:
+                _deploy(cluster, log)
+                clone = WorkClone(cluster.layout.bare_repository, Path(tmp) / "clone")
+                env = {**os.environ, **cluster.env(), "PATH": os.pathsep.join(
+                    [str(tools.require_tool("flux").parent), str(Path(sys.executable).parent), os.environ["PATH"]])}
+                schema = airflow_versions.schema_version(ROLLBACK_FROM) or ""
+                for number in range(runs):
+                    # Setup, not measured: the bump is an upgrade like any other, and within the chart Jobs' TTL
+                    # (300 s) it would wait for its retry (6m) on their immutable pod templates.
+                    cluster.kubectl("delete", "jobs", "-n", AIRFLOW_NAMESPACE, "-l", f"release={RELEASE}",
+                                    "--wait=true", timeout=300)
+                    set_airflow_version(clone.path, ROLLBACK_FROM)
+                    bump = clone.commit(f"Airflow {ROLLBACK_FROM}")
+                    clone.push()
+                    flux.reconcile_source(cluster)
+                    flux.wait_for(cluster, f"Airflow {ROLLBACK_FROM} live", lambda: _on_schema(cluster, schema),
+                                  ROLLBACK_TIMEOUT)
+                    results.append(_timed_rollback(clone, bump, env, run=number + 1))
+                    log(f"two-step rollback {number + 1}: {results[-1].total:.1f} s")
+                    clone.pull()
+            finally:
+                kubelet.stop()
+    return results
+
+
+def _on_schema(cluster: Cluster, schema: str) -> bool:
+    obj = flux.get(cluster, flux.HELMRELEASE, RELEASE, AIRFLOW_NAMESPACE) or {}
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    status = obj.get("status") or {}
+    return annotations.get("airflow-gitops.io/schema-version") == schema and flux.is_ready(obj) \
+        and status.get("observedGeneration") == obj["metadata"].get("generation")
+
+
+def _timed_rollback(clone: WorkClone, bump: str, env: dict[str, str], run: int) -> Run:
+    started = time.monotonic()
+    tool = subprocess.Popen([str(Path(sys.executable).parent / "airflow-gitops"), "rollback", bump, "--repo",
+                             str(clone.path), "--cluster", "kind", "--via", "push", "--timeout", "900"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: dict[str, float] = {}
+    output: list[str] = []
+    assert tool.stdout is not None
+    for line in tool.stdout:
+        output.append(line)
+        stage = _stage_of(line)
+        if stage == "live":
+            stage = "step 1 live" if "step 2 pushed" not in seen else "step 2 live"
+        if stage and stage not in seen:
+            seen[stage] = time.monotonic() - started
+    if tool.wait() != 0 or set(seen) != set(ROLLBACK_STAGES):
+        raise RuntimeError(f"rollback run {run} failed (stages seen: {seen}):\n{''.join(output[-40:])}")
+    stages, previous = {}, 0.0
+    for stage in ROLLBACK_STAGES:
+        stages[stage], previous = seen[stage] - previous, seen[stage]
+    return Run("two-step Airflow rollback", seen["step 2 live"], stages)
+
+
+def rollback_table(results: list[Run]) -> list[str]:
+    """Median of the two-step rollbacks, and of each stage (from the previous one)."""
+    if not results:
+        return []
+    medians = [statistics.median(r.stages[s] for r in results) for s in ROLLBACK_STAGES]
+    return [f"  {'make rollback SHA=<bump> -> step 2 live':<40} {'median':>8}  {'runs':<24} "
+            + "  ".join(f"{s:>15}" for s in ROLLBACK_STAGES),
+            f"  {f'Airflow {ROLLBACK_FROM} -> {ROLLBACK_TO}':<40} {statistics.median(r.total for r in results):7.1f}s  "
+            f"{', '.join(f'{r.total:.0f}' for r in results):<24} " + "  ".join(f"{m:14.1f}s" for m in medians)]

@@ -754,10 +754,11 @@ def default_charts(shared: Path) -> dict[str, Path]:
 
 @contextlib.contextmanager
 def running(root: Path, repo: Path, charts: dict[str, Path], log: Callable[[str], None] = print,
-            overlays: Iterable[Overlay] = ()) -> Iterator[Cluster]:
+            overlays: Iterable[Overlay] = (), real_pods: tuple[str, ...] = ()) -> Iterator[Cluster]:
+    """A cluster up for the `with` block, its processes ending with this one's however it ends."""
     cluster = Cluster(root)
     try:
-        cluster.up(repo, charts=charts, log=log, overlays=overlays)
+        cluster.up(repo, charts=charts, log=log, overlays=overlays, real_pods=real_pods, die_with_parent=True)
         yield cluster
     finally:
         cluster.down()

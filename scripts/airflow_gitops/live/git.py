@@ -9,9 +9,12 @@ lastAppliedRevision); `flux_revision` gives that name for a commit.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 from airflow_gitops.live.cluster import BRANCH, LiveError
 
@@ -78,3 +81,37 @@ class WorkClone:
         """`git push` to the bare repository, by path; returns the pushed commit."""
         self.git("push", "-q", str(self.bare), f"HEAD:refs/heads/{self.branch}")
         return self.head()
+
+
+DESIRED_STATE = ("clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml")
+"""What a cluster's Git repository holds of this one: the desired state, and the pins its checks read."""
+AIRFLOW_VALUES = "charts-values/airflow/common.yaml"
+AIRFLOW_HELMRELEASE = "apps/base/airflow/helmrelease.yaml"
+
+
+def copy_desired_state(repo: Path, target: Path) -> Path:
+    """`repo`'s desired state (DESIRED_STATE) copied into `target`, a Git repository of its own on BRANCH."""
+    target.mkdir(parents=True, exist_ok=True)
+    for part in DESIRED_STATE:
+        source = repo / part
+        if source.is_dir():
+            shutil.copytree(source, target / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target / part)
+    subprocess.run(["git", "init", "-q", "-b", BRANCH, str(target)], check=True, capture_output=True)
+    return target
+
+
+def set_airflow_version(repo: Path, version: str) -> None:
+    """What an Airflow bump changes in a working tree: airflowVersion and the image tag in the values, the
+    HelmRelease's schema-version annotation, and the Airflow that pyproject.toml pins for the DAG tests."""
+    from airflow_gitops import airflow_versions
+
+    current = str(yaml.safe_load((repo / AIRFLOW_VALUES).read_text())["airflowVersion"])
+    for path in (AIRFLOW_VALUES, "pyproject.toml"):
+        file = repo / path
+        file.write_text(file.read_text().replace(f'"{current}"', f'"{version}"').replace(
+            f"apache-airflow=={current}", f"apache-airflow=={version}"))
+    release = repo / AIRFLOW_HELMRELEASE
+    old, new = airflow_versions.schema_version(current), airflow_versions.schema_version(version)
+    release.write_text(release.read_text().replace(f'schema-version: "{old}"', f'schema-version: "{new}"'))

@@ -1,7 +1,7 @@
 """Cached venvs of Airflow releases as their official images carry them, for tests that need two real Airflows
 side by side.
 
-`python tests/rollback/airflow_venvs.py 3.2.2` creates (once) ~/.cache/airflow-gitops/venvs/airflow-3.2.2 and prints
+`python -m airflow_gitops.dev.airflow_venvs 3.2.2` creates (once) ~/.cache/airflow-gitops/venvs/airflow-3.2.2 and prints
 its `airflow` executable. Each venv holds the release and the FAB provider its image carries
 (`airflow_versions.IMAGE_FAB_PROVIDER`: the chart's auth manager is FAB's, and `db migrate`, `check-migrations` and
 `fab-db` read FAB's own schema), so a test runs what the pod runs. The shared project venv is Airflow 3.3.2 without
@@ -25,7 +25,7 @@ EXTRA_PACKAGES = {"3.2.2": ["psycopg2-binary", "asyncpg", "fastapi==0.136.3", "c
 DEFAULT_EXTRAS = ["psycopg2-binary", "asyncpg"]
 INSTALL_TIMEOUT = 900
 MARKER = ".airflow-gitops-complete"
-LOCKS = Path(__file__).resolve().parents[2] / ".ci" / "requirements"
+LOCKS = Path(__file__).resolve().parents[3] / ".ci" / "requirements"
 
 
 def venvs_dir() -> Path:
