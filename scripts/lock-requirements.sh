@@ -21,6 +21,6 @@ printf 'checkov==3.3.30\n' | compile checkov.txt -
 # The Airflow releases of the downgrade tests, each with its image's FAB provider (scripts/airflow_gitops/dev/airflow_venvs.py
 # packages(): the same list, one package a line).
 for release in 3.3.2 3.2.2 3.1.8; do
-  (cd ../.. && PYTHONPATH=scripts python3 -c "\
-    from airflow_gitops.dev.airflow_venvs import packages; print('\n'.join(packages('$release')))") | compile "airflow-$release.txt" -
+  (cd ../.. && PYTHONPATH=scripts python3 -c "from airflow_gitops.dev.airflow_venvs import packages; \
+print('\n'.join(packages('$release')))") | compile "airflow-$release.txt" -
 done

@@ -35,8 +35,13 @@ def test_step1_migrate_job_downgrades_with_the_same_image(step1):
     job = next(o.obj for o in release.objects if o.kind == "Job" and o.name.endswith("run-airflow-migrations"))
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].endswith(":3.3.2")
+    # The pod annotation step 1 sets reaches the script through the downward API (charts-values/airflow/common.yaml).
+    assert job["spec"]["template"]["metadata"]["annotations"]["airflow-gitops.io/schema-rollback-to"] == "3.2.2"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SCHEMA_ROLLBACK_TO"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['airflow-gitops.io/schema-rollback-to']"
     assert container["args"][:2] == ["bash", "-c"]
-    assert container["args"][2].endswith("exec airflow db downgrade --to-version 3.2.2 -y")
+    assert container["args"][2].endswith('exec airflow db downgrade --to-version "$SCHEMA_ROLLBACK_TO" -y')
 
 
 def test_step1_values_pass_the_chart_schema_and_policies(step1):
