@@ -6,18 +6,17 @@ in tests/helpers.py."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from airflow_gitops.settings import CHARTS_ENV
+from airflow_gitops.source.repository import copy_desired_state
 
 from tests.helpers import (
     CLUSTERS,
     NEEDS,
     REPO,
-    REPO_PARTS,
     WORKER_SUMMARY,
     airflow_release,
     need_of,
@@ -49,13 +48,7 @@ def need_schemas():
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
     """A copy of the repository's desired state to break on purpose."""
-    for part in REPO_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, tmp_path / part)
-    return tmp_path
+    return copy_desired_state(REPO, tmp_path)
 
 
 def pytest_report_header(config):

@@ -16,11 +16,12 @@ from airflow_gitops.checks import schemas
 from airflow_gitops.model import ClusterState, Resource
 from airflow_gitops.pipeline import render_cluster
 from airflow_gitops.settings import CHARTS_ENV, SCHEMAS_ENV, Settings, default_cache_dir, parse_chart_overrides
+from airflow_gitops.source.repository import DESIRED_STATE
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTERS = ["kind", "eks"]
 # Copied for tests that break something on purpose.
-REPO_PARTS = ["clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml"]
+REPO_PARTS = list(DESIRED_STATE)
 # The key under which a conftest running in a pytest-xdist worker hands the controller what it prints at the end of
 # the run (tests/conftest.py pytest_testnodedown): a list of (section title or "", lines).
 WORKER_SUMMARY = "airflow_gitops_summary"

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import REPO, REPO_PARTS, schemas_dir
+from airflow_gitops.source.repository import copy_desired_state
+
+from tests.helpers import REPO, schemas_dir
 
 # Unique per run: if it shows up in any output, something outside the repository was read.
 CANARY = f"canary-{uuid.uuid4().hex}"
@@ -42,12 +43,7 @@ class Workspace:
         self.outside = tmp / "outside"
         self.out = tmp / "out"
         self.cache = tmp / "cache"
-        for part in REPO_PARTS:
-            source = REPO / part
-            if source.is_dir():
-                shutil.copytree(source, self.repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(source, self.repo / part)
+        copy_desired_state(REPO, self.repo)
         self.outside.mkdir()
         self.out.mkdir()
         self.canary_file = self.outside / "canary.yaml"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +24,11 @@ from typing import Any
 import pytest
 import yaml
 from airflow_gitops.cli import main
+from airflow_gitops.source.repository import copy_desired_state
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO, REPO_PARTS, require_schemas
+from tests.helpers import REPO, require_schemas
 
 MAX_EXAMPLES = int(os.environ.get("AIRFLOW_GITOPS_MUTATION_EXAMPLES", "24"))
 SEARCH = os.environ.get("AIRFLOW_GITOPS_MUTATION_SEARCH") == "1"
@@ -142,9 +142,7 @@ def workspace(tmp_path_factory) -> Path:
     working tree, and puts it back."""
     require_schemas()
     repo = tmp_path_factory.mktemp("mutated")
-    for part in REPO_PARTS:
-        source = REPO / part
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, repo / part)
+    copy_desired_state(REPO, repo)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)

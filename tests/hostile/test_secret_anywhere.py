@@ -19,10 +19,11 @@ from airflow_gitops.checks import secret_values
 from airflow_gitops.checks.secret_values import git_secrets, problem, rendered_secrets, shape, values_secrets
 from airflow_gitops.cli import main
 from airflow_gitops.model import ReleaseRender, Resource
+from airflow_gitops.source.repository import copy_desired_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO_PARTS, edit
+from tests.helpers import edit
 
 GITHUB = "ghp_" + "a1B2c3D4" * 5
 SLACK_HOOK = "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefghijklmnopqrstuvwx"
@@ -277,11 +278,8 @@ E2E = [
 @pytest.fixture(scope="module")
 def e2e_output(tmp_path_factory) -> str:
     repo = tmp_path_factory.mktemp("secret-anywhere")
-    import shutil
-
     from tests.helpers import REPO
-    for part in REPO_PARTS:
-        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, repo / part)
+    copy_desired_state(REPO, repo)
     edit(repo, "clusters/kind/apps.yaml", "  postBuild:\n", "  postBuild:\n    substitute:\n      smtp_password: hunter2x\n")
     (repo / CONFIGS / "leak.yaml").write_text(textwrap.dedent(f"""\
         apiVersion: v1

@@ -26,7 +26,7 @@ from airflow_gitops import airflow_versions
 from airflow_gitops.dev.airflow_venvs import airflow_venv
 from airflow_gitops.live import cluster as live
 from airflow_gitops.live import flux, operators, tools
-from airflow_gitops.live.git import copy_desired_state, set_airflow_version
+from airflow_gitops.live.git import desired_state_repository, set_airflow_version
 from airflow_gitops.live.kubelet import MigrationKubelet
 
 from tests.dags.conftest import pg_server_url  # noqa: F401  (fixture)
@@ -66,7 +66,7 @@ def database(pg_server_url) -> str:  # noqa: F811  (the imported fixture)
 @pytest.fixture(scope="module")
 def airflow_a(tmp_path_factory) -> Path:
     """This repository's desired state at Airflow A, as a Git repository of its own."""
-    repo = copy_desired_state(REPO, tmp_path_factory.mktemp("repo-a"))
+    repo = desired_state_repository(REPO, tmp_path_factory.mktemp("repo-a"))
     set_airflow_version(repo, A)
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", f"Airflow {A}")

@@ -34,7 +34,7 @@ from typing import Any
 from airflow_gitops import airflow_versions
 from airflow_gitops.live import flux, notification, operators, tools
 from airflow_gitops.live.cluster import AIRFLOW_NAMESPACE, FLUX_NAMESPACE, Cluster, running
-from airflow_gitops.live.git import WorkClone, copy_desired_state, flux_revision, set_airflow_version
+from airflow_gitops.live.git import WorkClone, desired_state_repository, flux_revision, set_airflow_version
 from airflow_gitops.live.kubelet import MIGRATE_COMPONENT, MigrationKubelet
 
 VALUES_FILE = "charts-values/airflow/common.yaml"
@@ -206,7 +206,7 @@ def measure_rollback(repo: Path, charts: dict[str, Path], database_url: str, ven
     real `airflow db migrate` / `db downgrade`; every other pod is kwok's."""
     results: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="airflow-gitops-bench-rollback-") as tmp:
-        tree = copy_desired_state(repo, Path(tmp) / "tree")
+        tree = desired_state_repository(repo, Path(tmp) / "tree")
         set_airflow_version(tree, ROLLBACK_TO)
         WorkClone(tree, tree).commit(f"Airflow {ROLLBACK_TO}")
         with running(Path(tmp) / "cluster", tree, charts, log=lambda line: log(f"up: {line}"),

@@ -9,7 +9,6 @@ lastAppliedRevision); `flux_revision` gives that name for a commit.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from airflow_gitops.live.cluster import BRANCH, LiveError
+from airflow_gitops.source.repository import copy_desired_state
 
 AUTHOR = {"GIT_AUTHOR_NAME": "live-test", "GIT_AUTHOR_EMAIL": "live-test@localhost",
           "GIT_COMMITTER_NAME": "live-test", "GIT_COMMITTER_EMAIL": "live-test@localhost"}
@@ -83,21 +83,13 @@ class WorkClone:
         return self.head()
 
 
-DESIRED_STATE = ("clusters", "infrastructure", "apps", "charts-values", "dags", "pyproject.toml")
-"""What a cluster's Git repository holds of this one: the desired state, and the pins its checks read."""
 AIRFLOW_VALUES = "charts-values/airflow/common.yaml"
 AIRFLOW_HELMRELEASE = "apps/base/airflow/helmrelease.yaml"
 
 
-def copy_desired_state(repo: Path, target: Path) -> Path:
-    """`repo`'s desired state (DESIRED_STATE) copied into `target`, a Git repository of its own on BRANCH."""
-    target.mkdir(parents=True, exist_ok=True)
-    for part in DESIRED_STATE:
-        source = repo / part
-        if source.is_dir():
-            shutil.copytree(source, target / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target / part)
+def desired_state_repository(repo: Path, target: Path) -> Path:
+    """`repo`'s desired state copied into `target`, a Git repository of its own on BRANCH (nothing committed yet)."""
+    copy_desired_state(repo, target)
     subprocess.run(["git", "init", "-q", "-b", BRANCH, str(target)], check=True, capture_output=True)
     return target
 
