@@ -350,9 +350,9 @@ def settle_time(hr: HelmRelease) -> tuple[float, str] | None:
     too when remediateLastFailure, the upgrade's default once retries > 0).
 
     With the strategy RetryOnFailure a failed action is retried after its interval for ever, never Stalled: the
-    time counted is what a release that succeeds may need, an attempt, the retry interval and a second attempt (a
-    first attempt can fail only on a chart Job that still exists, charts-values/airflow/common.yaml); a release still
-    failing after that is reported by the Kustomization's own timeout."""
+    time counted is what a release that succeeds may need: an attempt, the retry interval and a second attempt (the
+    one failure a healthy upgrade meets is a chart Job that still exists, charts-values/airflow/common.yaml); a
+    release still failing after that is reported by the Kustomization's own timeout."""
     timeout = seconds(hr.timeout)
     worst: list[tuple[float, str]] = []
     for action, remediation, remedy, remedy_name in (
