@@ -15,12 +15,14 @@ def cluster_names(repo: Path) -> list[str]:
 
 
 def copy_desired_state(repo: Path, target: Path) -> Path:
-    """`repo`'s desired state (DESIRED_STATE) copied into `target` (a test's copy to break, a cluster's Git)."""
+    """`repo`'s desired state (DESIRED_STATE) copied into `target` (a test's copy to break, a cluster's Git).
+    Symbolic links stay links, as Git holds them: a link a pull request adds is judged by the tool's containment
+    check in the copy too, never read through while copying."""
     target.mkdir(parents=True, exist_ok=True)
     for part in DESIRED_STATE:
         source = repo / part
-        if source.is_dir():
-            shutil.copytree(source, target / part, ignore=shutil.ignore_patterns("__pycache__"))
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, target / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy(source, target / part)
+            shutil.copy(source, target / part, follow_symlinks=False)
     return target
